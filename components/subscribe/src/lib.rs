@@ -1,0 +1,16 @@
+//! The receive side: `GET /v1/elicitations/:id` (with `?wait=`), `GET /v1/elicitations/:id/history`
+//! and `GET /v1/agents/:agent/elicitations`.
+
+use elicitation::{api, spin as adapter};
+use spin_sdk::http::{BoxBody, Request, Response};
+use spin_sdk::http_service;
+
+#[http_service]
+async fn handle(req: Request) -> anyhow::Result<Response<BoxBody>> {
+    let (req, secrets, store) = match adapter::prepare(req).await {
+        Ok(x) => x,
+        Err(resp) => return Ok(resp),
+    };
+    let resp = api::read(&store, &req, &secrets, adapter::now, adapter::sleep_ms).await;
+    Ok(adapter::into_response(resp))
+}

@@ -1,0 +1,370 @@
+//! The HTTP API as plain functions over plain request and response values, one entry point per
+//! component. The Spin components only convert to and from these types, so every route's behaviour
+//! (status codes, problem documents, headers) is defined — and unit-testable — here.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::error::Error;
+use crate::model::Status;
+use crate::service::{self, ListQuery};
+use crate::store::Store;
+use crate::time::Timestamp;
+use crate::token;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Longest `?wait=` for an elicitation read, in seconds.
+pub const MAX_WAIT_SECONDS: u64 = 25;
+/// Longest token lifetime `POST /v1/tokens` grants.
+pub const MAX_TOKEN_TTL_SECONDS: u64 = 30 * 86_400;
+
+/// An incoming request, as the component saw it.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// `GET`, `POST`, ….
+    pub method: String,
+    /// The Spin route that matched (`spin-matched-route`), e.g. `/v1/elicitations/:id`.
+    pub route: String,
+    /// `:name` captures of the route (`spin-path-match-<name>`).
+    pub params: BTreeMap<String, String>,
+    /// The raw query string (without `?`).
+    pub query: String,
+    /// `Authorization` header.
+    pub authorization: Option<String>,
+    /// `Content-Type` header.
+    pub content_type: Option<String>,
+    /// `Idempotency-Key` header.
+    pub idempotency_key: Option<String>,
+    /// The body (at most [`MAX_BODY_BYTES`]; the adapter answers 413 beyond).
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    fn param(&self, name: &str) -> Result<&str, Error> {
+        self.params
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| Error::NotFound(format!("the route has no :{name}")))
+    }
+
+    fn require_method(&self, allowed: &'static str) -> Result<(), Error> {
+        if allowed.split(", ").any(|m| m == self.method) {
+            Ok(())
+        } else {
+            Err(Error::MethodNotAllowed(allowed))
+        }
+    }
+
+    fn require_json(&self) -> Result<(), Error> {
+        let ok = self.content_type.as_deref().is_some_and(|ct| {
+            let essence = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            essence == "application/json"
+                || (essence.starts_with("application/") && essence.ends_with("+json"))
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::UnsupportedMediaType)
+        }
+    }
+}
+
+/// An outgoing response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers (names lower-case).
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A JSON response.
+    pub fn json(status: u16, value: &impl Serialize) -> Self {
+        Self {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: serde_json::to_vec(value).unwrap_or_default(),
+        }
+    }
+
+    fn with_header(mut self, name: &str, value: String) -> Self {
+        self.headers.push((name.to_string(), value));
+        self
+    }
+
+    /// The RFC 9457 response for `e`.
+    pub fn problem(e: &Error) -> Self {
+        let mut r = Self {
+            status: e.status(),
+            headers: vec![("content-type".into(), "application/problem+json".into())],
+            body: e.problem().to_json(),
+        };
+        for (name, value) in e.headers() {
+            r.headers.push((name.to_string(), value));
+        }
+        r
+    }
+
+    /// The body as JSON (for tests).
+    pub fn json_body(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+fn respond(result: Result<Response, Error>) -> Response {
+    result.unwrap_or_else(|e| Response::problem(&e))
+}
+
+/// Secrets the API needs, from Spin variables.
+#[derive(Debug, Clone)]
+pub struct Secrets {
+    /// HMAC key of agent tokens.
+    pub token_secret: String,
+    /// Bearer token that may mint agent tokens.
+    pub admin_token: String,
+}
+
+fn authenticate(req: &Request, secrets: &Secrets, now: Timestamp) -> Result<String, Error> {
+    token::verify_bearer(
+        secrets.token_secret.as_bytes(),
+        req.authorization.as_deref(),
+        now,
+    )
+}
+
+/// Splits a query string into decoded pairs.
+pub fn query_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push(hi * 16 + lo);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `POST /v1/tokens` (component `tokens`).
+pub fn tokens(req: &Request, secrets: &Secrets, now: Timestamp) -> Response {
+    respond((|| {
+        req.require_method("POST")?;
+        let presented = token::bearer(req.authorization.as_deref())?;
+        if !token::secrets_match(presented.as_bytes(), secrets.admin_token.as_bytes()) {
+            return Err(Error::Unauthorized(
+                "minting tokens needs the admin token".into(),
+            ));
+        }
+        req.require_json()?;
+        let body: Value = serde_json::from_slice(&req.body)
+            .map_err(|e| Error::BadRequest(format!("the body is not valid JSON: {e}")))?;
+        let Value::Object(map) = body else {
+            return Err(Error::invalid("", "the body must be a JSON object"));
+        };
+        if let Some(k) = map.keys().find(|k| *k != "agent" && *k != "ttlSeconds") {
+            return Err(Error::invalid(&format!("/{k}"), "unknown field"));
+        }
+        let agent = match map.get("agent") {
+            Some(Value::String(a)) if token::is_valid_agent_id(a) => a.clone(),
+            Some(_) => {
+                return Err(Error::invalid(
+                    "/agent",
+                    "must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                ));
+            }
+            None => return Err(Error::invalid("/agent", "required")),
+        };
+        let ttl = match map.get("ttlSeconds") {
+            None => 3600,
+            Some(v) => v
+                .as_u64()
+                .filter(|n| (1..=MAX_TOKEN_TTL_SECONDS).contains(n))
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "/ttlSeconds",
+                        format!("must be an integer from 1 to {MAX_TOKEN_TTL_SECONDS}"),
+                    )
+                })?,
+        };
+        // JWT `exp` has whole seconds: the token expires at the start of the second after now + ttl.
+        let expires = Timestamp((now.plus_secs(ttl).0 / 1000) * 1000);
+        let jwt = token::mint(secrets.token_secret.as_bytes(), &agent, now, expires);
+        Ok(Response::json(
+            201,
+            &json!({ "token": jwt, "agent": agent, "expiresAt": expires }),
+        ))
+    })())
+}
+
+/// `POST /v1/elicitations` (component `create`). `new_id` is a fresh unguessable id.
+pub async fn create<S: Store>(
+    store: &S,
+    req: &Request,
+    secrets: &Secrets,
+    now: Timestamp,
+    new_id: String,
+) -> Response {
+    respond(
+        async {
+            req.require_method("POST")?;
+            let actor = authenticate(req, secrets, now)?;
+            req.require_json()?;
+            let created = service::create(
+                store,
+                &actor,
+                &req.body,
+                req.idempotency_key.as_deref(),
+                now,
+                new_id,
+            )
+            .await?;
+            let location = format!("/v1/elicitations/{}", created.elicitation.id);
+            let mut r = Response::json(201, &created.elicitation).with_header("location", location);
+            if created.replayed {
+                r = r.with_header("idempotent-replayed", "true".into());
+            }
+            Ok(r)
+        }
+        .await,
+    )
+}
+
+/// `POST /v1/elicitations/:id/response` and `POST /v1/elicitations/:id/withdraw` (component `respond`).
+pub async fn respond_route<S: Store>(
+    store: &S,
+    req: &Request,
+    secrets: &Secrets,
+    now: Timestamp,
+) -> Response {
+    respond(
+        async {
+            req.require_method("POST")?;
+            let actor = authenticate(req, secrets, now)?;
+            let id = req.param("id")?;
+            let e = if req.route.ends_with("/withdraw") {
+                if !req.body.is_empty() {
+                    req.require_json()?;
+                }
+                service::withdraw(store, &actor, id, now).await?
+            } else {
+                req.require_json()?;
+                service::respond(store, &actor, id, &req.body, now).await?
+            };
+            Ok(Response::json(200, &e))
+        }
+        .await,
+    )
+}
+
+/// The read routes (component `subscribe`): one elicitation (optionally waiting), its history, an
+/// agent's list. `sleep` waits the given milliseconds; `clock` reads the time.
+pub async fn read<S, F, Fut>(
+    store: &S,
+    req: &Request,
+    secrets: &Secrets,
+    clock: impl Fn() -> Timestamp,
+    sleep: F,
+) -> Response
+where
+    S: Store,
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    respond(
+        async {
+            req.require_method("GET")?;
+            let started = clock();
+            let actor = authenticate(req, secrets, started)?;
+            if req.route.ends_with("/elicitations") && req.params.contains_key("agent") {
+                let query = ListQuery::parse(&req.query)?;
+                let page =
+                    service::list(store, &actor, req.param("agent")?, &query, started).await?;
+                return Ok(Response::json(200, &page));
+            }
+            let id = req.param("id")?;
+            if req.route.ends_with("/history") {
+                let events = service::history(store, &actor, id, started).await?;
+                return Ok(Response::json(200, &json!({ "id": id, "events": events })));
+            }
+            let mut wait_ms = 0;
+            for (k, v) in query_pairs(&req.query) {
+                match k.as_str() {
+                    "wait" => {
+                        let secs: u64 = v
+                            .parse()
+                            .ok()
+                            .filter(|n| *n <= MAX_WAIT_SECONDS)
+                            .ok_or_else(|| {
+                                Error::BadRequest(format!(
+                                    "wait must be 0 to {MAX_WAIT_SECONDS} seconds"
+                                ))
+                            })?;
+                        wait_ms = secs * 1000;
+                    }
+                    _ => return Err(Error::BadRequest(format!("unknown query parameter {k:?}"))),
+                }
+            }
+            let mut e = service::get(store, &actor, id, started).await?;
+            loop {
+                let now = clock();
+                if e.status != Status::Pending || started.millis_until(now) >= wait_ms {
+                    return Ok(Response::json(200, &e));
+                }
+                // Wake at the deadline at the latest, so expiry is seen on time.
+                let left = wait_ms - started.millis_until(now);
+                sleep(
+                    WAIT_POLL_MS
+                        .min(left)
+                        .min(now.millis_until(e.expires_at).max(1)),
+                )
+                .await;
+                e = service::get(store, &actor, id, clock()).await?;
+            }
+        }
+        .await,
+    )
+}
+
+/// How often a `?wait=` read looks at the record again.
+pub const WAIT_POLL_MS: u64 = 20;

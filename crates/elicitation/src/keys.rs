@@ -1,0 +1,63 @@
+//! The key layout in the key-value store. Agent ids never contain `/`, elicitation ids are
+//! URL-safe, so every key is unambiguous.
+//!
+//! | key | value |
+//! |---|---|
+//! | `el/<id>` | the [`Record`](crate::model::Record) of one elicitation (JSON) |
+//! | `log/<agent>/head` | the last sequence number handed out in the agent's event log (8-byte LE counter) |
+//! | `log/<agent>/<seq>` | one [`Event`](crate::model::Event) (JSON) |
+//! | `ix/<agent>/<in\|out>/head` | the last position handed out in the agent's inbox / outbox index |
+//! | `ix/<agent>/<in\|out>/<n>` | the elicitation id at position `n` |
+//! | `idem/<agent>/<sha256(key)>` | an idempotency record (JSON) |
+//! | `epoch` | a counter every event append bumps: one cheap read tells a poller whether anything changed |
+
+/// The record of elicitation `id`.
+pub fn record(id: &str) -> String {
+    format!("el/{id}")
+}
+
+/// The counter of `agent`'s event log.
+pub fn log_head(agent: &str) -> String {
+    format!("log/{agent}/head")
+}
+
+/// Event `seq` of `agent`'s log.
+pub fn log_event(agent: &str, seq: i64) -> String {
+    format!("log/{agent}/{seq}")
+}
+
+/// Which index of an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Elicitations addressed to the agent.
+    Inbox,
+    /// Elicitations the agent asked.
+    Outbox,
+}
+
+impl Role {
+    fn segment(self) -> &'static str {
+        match self {
+            Self::Inbox => "in",
+            Self::Outbox => "out",
+        }
+    }
+}
+
+/// The counter of an agent's index.
+pub fn index_head(agent: &str, role: Role) -> String {
+    format!("ix/{agent}/{}/head", role.segment())
+}
+
+/// Position `n` of an agent's index.
+pub fn index_entry(agent: &str, role: Role, n: i64) -> String {
+    format!("ix/{agent}/{}/{n}", role.segment())
+}
+
+/// An idempotency record (`key_hash` is the hex SHA-256 of the header value).
+pub fn idempotency(agent: &str, key_hash: &str) -> String {
+    format!("idem/{agent}/{key_hash}")
+}
+
+/// The global change counter.
+pub const EPOCH: &str = "epoch";
