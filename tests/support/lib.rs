@@ -1,1 +1,392 @@
-//! x
+//! The one test-client helper of the end-to-end tests: builds the components and `spin-local` once,
+//! starts the host on port 0 against a temporary state directory, and talks to it over real HTTP.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// Admin token the tests' hosts run with.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// Token secret the tests' hosts run with.
+pub const TOKEN_SECRET: &str = "test-token-secret";
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"))
+}
+
+/// The Wasm components the tests serve.
+pub const COMPONENTS: [&str; 5] = ["tokens", "create", "respond", "subscribe", "probe"];
+
+fn newest_mtime(dir: &Path) -> std::time::SystemTime {
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return newest;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let t = if path.is_dir() {
+            newest_mtime(&path)
+        } else {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(newest)
+        };
+        newest = newest.max(t);
+    }
+    newest
+}
+
+/// Checks that `scripts/test` (or the same cargo commands) built `spin-local` and every component
+/// from the current sources. Building here instead would change cargo's feature selection and
+/// rebuild the host's dependencies, so the test command builds first and the tests only check.
+pub fn ensure_built() {
+    static CHECKED: OnceLock<()> = OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let newest = |dirs: &[&str]| dirs.iter().map(|d| newest_mtime(&repo().join(d))).max();
+        let mut artifacts = vec![(target_dir().join("release/spin-local"), newest(&["crates/spin-local", "wit"]))];
+        for c in COMPONENTS {
+            let src = if c == "probe" { "tests/probe".to_string() } else { format!("components/{c}") };
+            artifacts.push((
+                target_dir().join(format!("wasm32-wasip2/release/{c}.wasm")),
+                newest(&[src.as_str(), "crates/elicitation"]),
+            ));
+        }
+        for (artifact, sources) in artifacts {
+            let built = std::fs::metadata(&artifact).and_then(|m| m.modified());
+            assert!(
+                built.as_ref().is_ok_and(|t| Some(*t) >= sources),
+                "{} is missing or older than its sources: run the tests with scripts/test, which builds first",
+                artifact.display()
+            );
+        }
+    });
+}
+
+/// A running `spin-local`.
+pub struct Host {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    manifest: PathBuf,
+    state_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    extra: Vec<String>,
+}
+
+impl Host {
+    /// Serves the application (`spin.toml`) on a fresh state directory.
+    pub fn app() -> Self {
+        Self::start(&repo().join("spin.toml"), &[])
+    }
+
+    /// Serves `manifest` on a fresh state directory with extra `spin-local up` arguments.
+    pub fn start(manifest: &Path, extra: &[&str]) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let state_dir = temp.path().to_path_buf();
+        let mut host = Self::spawn(
+            manifest,
+            &state_dir,
+            extra.iter().map(|s| s.to_string()).collect(),
+        );
+        host._temp = Some(temp);
+        host
+    }
+
+    fn spawn(manifest: &Path, state_dir: &Path, extra: Vec<String>) -> Self {
+        ensure_built();
+        let bin = target_dir().join("release").join("spin-local");
+        let mut child = Command::new(&bin)
+            .arg("up")
+            .arg("--from")
+            .arg(manifest)
+            .args(["--listen", "127.0.0.1:0", "--state-dir"])
+            .arg(state_dir)
+            .args(&extra)
+            .env("SPIN_VARIABLE_TOKEN_SECRET", TOKEN_SECRET)
+            .env("SPIN_VARIABLE_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env_remove("SPIN_HTTP_LISTEN_ADDR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log_path = state_dir.join("host-stderr.txt");
+        std::thread::spawn(move || {
+            let mut log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log_path)
+                .ok();
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(l) = log.as_mut() {
+                    let _ = writeln!(l, "{line}");
+                }
+                if !sent {
+                    if let Some(url) = line.strip_prefix("Serving ") {
+                        let _ = tx.send(url.trim().to_string());
+                        sent = true;
+                    }
+                }
+            }
+        });
+        let base = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(base) => base,
+            Err(_) => {
+                let _ = child.kill();
+                let log =
+                    std::fs::read_to_string(state_dir.join("host-stderr.txt")).unwrap_or_default();
+                panic!("spin-local did not start:\n{log}");
+            }
+        };
+        Self {
+            child,
+            base,
+            manifest: manifest.to_path_buf(),
+            state_dir: state_dir.to_path_buf(),
+            _temp: None,
+            extra,
+        }
+    }
+
+    /// Kills the host (SIGKILL) and starts it again on the same state directory (new port).
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let temp = self._temp.take();
+        let next = Self::spawn(&self.manifest, &self.state_dir, self.extra.clone());
+        let old = std::mem::replace(self, next);
+        drop(old);
+        self._temp = temp;
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The state directory (`.spin` equivalent).
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// A client for this host.
+    pub fn client(&self) -> Client {
+        Client::new(&self.base)
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The host shared by tests that need no restart (each test uses its own agent names).
+pub fn shared() -> &'static Host {
+    static HOST: OnceLock<Host> = OnceLock::new();
+    HOST.get_or_init(Host::app)
+}
+
+/// A unique agent name for this test process.
+pub fn agent(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// An HTTP response, read whole.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names lower-case.
+    pub headers: Vec<(String, String)>,
+    /// Body text.
+    pub text: String,
+}
+
+impl Resp {
+    /// The body as JSON (`Null` if it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or(Value::Null)
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Asserts the status, showing the body when it differs; returns the JSON body.
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> Value {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        self.json()
+    }
+
+    /// Asserts an RFC 9457 problem with this status; returns it.
+    #[track_caller]
+    pub fn expect_problem(&self, status: u16) -> Value {
+        let p = self.expect(status);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{}",
+            self.text
+        );
+        assert_eq!(p["status"], status, "{}", self.text);
+        assert!(
+            p["type"].is_string() && p["title"].is_string() && p["detail"].is_string(),
+            "{}",
+            self.text
+        );
+        p
+    }
+}
+
+/// A blocking HTTP client bound to one host.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::blocking::Client,
+    /// Base URL.
+    pub base: String,
+}
+
+impl Client {
+    /// A client for `base`.
+    pub fn new(base: &str) -> Self {
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client builds");
+        Self {
+            http,
+            base: base.to_string(),
+        }
+    }
+
+    /// Sends a request: `token` as bearer, `body` as JSON (or raw with `content_type`).
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, Vec<u8>)>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut rb = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        if let Some((ct, bytes)) = body {
+            rb = rb.header("content-type", ct).body(bytes);
+        }
+        for (n, v) in headers {
+            rb = rb.header(*n, *v);
+        }
+        let r = rb
+            .send()
+            .unwrap_or_else(|e| panic!("request to {path} failed: {e}"));
+        let status = r.status().as_u16();
+        let headers = r
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let text = r.text().unwrap_or_default();
+        Resp {
+            status,
+            headers,
+            text,
+        }
+    }
+
+    /// `GET path`.
+    pub fn get(&self, path: &str, token: Option<&str>) -> Resp {
+        self.send("GET", path, token, None, &[])
+    }
+
+    /// `POST path` with a JSON body.
+    pub fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Resp {
+        self.send(
+            "POST",
+            path,
+            token,
+            Some(("application/json", body.to_string().into_bytes())),
+            &[],
+        )
+    }
+
+    /// Mints a token for `agent` with the admin token.
+    pub fn token(&self, agent: &str) -> String {
+        self.token_with_ttl(agent, 3600)
+    }
+
+    /// Mints a token for `agent` valid `ttl` seconds.
+    pub fn token_with_ttl(&self, agent: &str, ttl: u64) -> String {
+        let r = self.post(
+            "/v1/tokens",
+            Some(ADMIN_TOKEN),
+            &json!({ "agent": agent, "ttlSeconds": ttl }),
+        );
+        r.expect(201)["token"].as_str().expect("token").to_string()
+    }
+
+    /// Creates an elicitation from the holder of `token`; returns it (asserting 201).
+    #[track_caller]
+    pub fn create(&self, token: &str, body: &Value) -> Value {
+        self.post("/v1/elicitations", Some(token), body).expect(201)
+    }
+
+    /// Answers elicitation `id`.
+    pub fn answer(&self, token: &str, id: &str, body: &Value) -> Resp {
+        self.post(
+            &format!("/v1/elicitations/{id}/response"),
+            Some(token),
+            body,
+        )
+    }
+}
+
+/// Waits until `f` returns `Some`, polling every 10 ms, for at most `timeout`.
+pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

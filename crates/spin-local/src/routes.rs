@@ -90,6 +90,19 @@ impl Route {
         Some((params, info))
     }
 
+    /// The pattern with parameter names erased: two routes of one shape match the same paths.
+    fn shape(&self) -> (Vec<Option<&str>>, bool) {
+        let segs = self
+            .segments
+            .iter()
+            .map(|s| match s {
+                Segment::Literal(l) => Some(l.as_str()),
+                Segment::Param(_) => None,
+            })
+            .collect();
+        (segs, self.wildcard)
+    }
+
     /// Ordering key: exact routes first, then more segments, then more literal segments.
     fn specificity(&self) -> (bool, usize, usize) {
         let literals = self
@@ -117,10 +130,7 @@ impl Router {
         let mut routes = routes;
         routes.sort_by_key(|r| Reverse(r.specificity()));
         for (i, a) in routes.iter().enumerate() {
-            if let Some(b) = routes[i + 1..]
-                .iter()
-                .find(|b| b.segments == a.segments && b.wildcard == a.wildcard)
-            {
+            if let Some(b) = routes[i + 1..].iter().find(|b| b.shape() == a.shape()) {
                 anyhow::bail!(
                     "duplicate routes {:?} ({}) and {:?} ({})",
                     a.pattern,

@@ -444,7 +444,7 @@ impl Server {
     ) -> Response<WasiBody> {
         let path = req.uri().path().to_string();
         match path.as_str() {
-            "/.well-known/spin/health" => return text(StatusCode::OK, "OK"),
+            "/.well-known/spin/health" => return text(StatusCode::OK, "text/plain", "OK"),
             "/.well-known/spin/info" => {
                 let info = serde_json::json!({
                     "name": self.app_name,
@@ -452,7 +452,7 @@ impl Server {
                     "runtime": "spin-local",
                     "runtimeVersion": env!("CARGO_PKG_VERSION"),
                 });
-                return text(StatusCode::OK, &info.to_string());
+                return text(StatusCode::OK, "application/json", &info.to_string());
             }
             _ => {}
         }
@@ -521,12 +521,16 @@ fn tracing_compile(id: &str, took: Duration) {
     }
 }
 
-fn text(status: StatusCode, s: &str) -> Response<WasiBody> {
+fn text(status: StatusCode, content_type: &'static str, s: &str) -> Response<WasiBody> {
     let body = Full::new(Bytes::from(s.to_string()))
         .map_err(|e: std::convert::Infallible| match e {})
         .boxed_unsync();
     let mut r = Response::new(body);
     *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
     r
 }
 
