@@ -1,4 +1,7 @@
 //! End-to-end tests: the real components, served by `spin-local`, over real HTTP.
 //! One test binary; each module reads as documentation of one part of the system.
 
+mod contract;
 mod foundation;
+mod openapi;
+mod push;

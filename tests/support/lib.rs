@@ -29,7 +29,14 @@ fn target_dir() -> PathBuf {
 }
 
 /// The Wasm components the tests serve.
-pub const COMPONENTS: [&str; 5] = ["tokens", "create", "respond", "subscribe", "probe"];
+pub const COMPONENTS: [&str; 6] = [
+    "tokens",
+    "create",
+    "respond",
+    "subscribe",
+    "events",
+    "probe",
+];
 
 fn newest_mtime(dir: &Path) -> std::time::SystemTime {
     let mut newest = std::time::SystemTime::UNIX_EPOCH;
@@ -58,13 +65,14 @@ pub fn ensure_built() {
     static CHECKED: OnceLock<()> = OnceLock::new();
     CHECKED.get_or_init(|| {
         let newest = |dirs: &[&str]| dirs.iter().map(|d| newest_mtime(&repo().join(d))).max();
-        let mut artifacts = vec![(target_dir().join("release/spin-local"), newest(&["crates/spin-local", "wit"]))];
+        let mut artifacts = vec![(target_dir().join("release/spin-local"), newest(&["crates/spin-local/src", "wit"]))];
         for c in COMPONENTS {
-            let src = if c == "probe" { "tests/probe".to_string() } else { format!("components/{c}") };
-            artifacts.push((
-                target_dir().join(format!("wasm32-wasip2/release/{c}.wasm")),
-                newest(&[src.as_str(), "crates/elicitation"]),
-            ));
+            let sources = if c == "probe" {
+                newest(&["tests/probe/src"])
+            } else {
+                newest(&[&format!("components/{c}/src"), "crates/elicitation/src"])
+            };
+            artifacts.push((target_dir().join(format!("wasm32-wasip2/release/{c}.wasm")), sources));
         }
         for (artifact, sources) in artifacts {
             let built = std::fs::metadata(&artifact).and_then(|m| m.modified());
@@ -294,6 +302,7 @@ impl Client {
     }
 
     /// Sends a request: `token` as bearer, `body` as JSON (or raw with `content_type`).
+    #[track_caller]
     pub fn send(
         &self,
         method: &str,
@@ -302,6 +311,19 @@ impl Client {
         body: Option<(&str, Vec<u8>)>,
         headers: &[(&str, &str)],
     ) -> Resp {
+        self.try_send(method, path, token, body, headers)
+            .unwrap_or_else(|e| panic!("request to {path} failed: {e}"))
+    }
+
+    /// Like [`Self::send`], but a transport failure (e.g. the host was killed) is an `Err`.
+    pub fn try_send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, Vec<u8>)>,
+        headers: &[(&str, &str)],
+    ) -> Result<Resp, reqwest::Error> {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut rb = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = token {
@@ -313,21 +335,19 @@ impl Client {
         for (n, v) in headers {
             rb = rb.header(*n, *v);
         }
-        let r = rb
-            .send()
-            .unwrap_or_else(|e| panic!("request to {path} failed: {e}"));
+        let r = rb.send()?;
         let status = r.status().as_u16();
         let headers = r
             .headers()
             .iter()
             .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
             .collect();
-        let text = r.text().unwrap_or_default();
-        Resp {
+        let text = r.text()?;
+        Ok(Resp {
             status,
             headers,
             text,
-        }
+        })
     }
 
     /// `GET path`.
@@ -388,5 +408,137 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Opt
             return None;
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// What an event stream delivered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SseMsg {
+    /// The response status (first message of every stream).
+    Status(u16),
+    /// One event.
+    Event(SseEvent),
+    /// The server ended the stream.
+    Closed,
+}
+
+/// One server-sent event, as the SSE client parsed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SseEvent {
+    /// `id:` (the per-agent sequence).
+    pub id: String,
+    /// `event:`.
+    pub event: String,
+    /// `data:`.
+    pub data: String,
+    /// `retry:`, if the frame had one.
+    pub retry: Option<Duration>,
+}
+
+impl SseEvent {
+    /// `data` as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap_or(Value::Null)
+    }
+
+    /// The sequence number in `id`.
+    pub fn seq(&self) -> i64 {
+        self.id.parse().unwrap_or(-1)
+    }
+}
+
+/// An open event stream, read by the `eventsource-stream` SSE parser on a background thread.
+pub struct Sse {
+    rx: std::sync::mpsc::Receiver<SseMsg>,
+}
+
+impl Sse {
+    /// Opens `GET /v1/agents/<agent>/events<query>` with `token`, resuming from `last_event_id`.
+    pub fn open(
+        base: &str,
+        agent: &str,
+        token: &str,
+        last_event_id: Option<&str>,
+        query: &str,
+    ) -> Self {
+        let url = format!("{base}/v1/agents/{agent}/events{query}");
+        let token = token.to_string();
+        let last = last_event_id.map(str::to_string);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                use eventsource_stream::Eventsource;
+                use futures::StreamExt;
+                let mut req = reqwest::Client::new().get(&url).bearer_auth(&token);
+                if let Some(id) = &last {
+                    req = req.header("last-event-id", id);
+                }
+                let resp = match req.send().await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        let _ = tx.send(SseMsg::Closed);
+                        return;
+                    }
+                };
+                if tx.send(SseMsg::Status(resp.status().as_u16())).is_err() {
+                    return;
+                }
+                let mut events = resp.bytes_stream().eventsource();
+                while let Some(item) = events.next().await {
+                    let Ok(e) = item else { break };
+                    let msg = SseMsg::Event(SseEvent {
+                        id: e.id,
+                        event: e.event,
+                        data: e.data,
+                        retry: e.retry,
+                    });
+                    if tx.send(msg).is_err() {
+                        return; // the test dropped the stream: disconnect
+                    }
+                }
+                let _ = tx.send(SseMsg::Closed);
+            });
+        });
+        Self { rx }
+    }
+
+    /// The next message, or `None` after `timeout`.
+    pub fn next(&self, timeout: Duration) -> Option<SseMsg> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+
+    /// Asserts the response status and the opening (`retry:` and the `ready` frame); returns its cursor.
+    #[track_caller]
+    pub fn expect_open(&self) -> i64 {
+        assert_eq!(
+            self.next(Duration::from_secs(10)),
+            Some(SseMsg::Status(200))
+        );
+        let ready = self
+            .next_event(Duration::from_secs(10))
+            .expect("opening frame");
+        assert_eq!(ready.event, "ready");
+        assert!(ready.retry.is_some(), "the opening carries a retry hint");
+        assert_eq!(ready.json()["cursor"].as_i64(), Some(ready.seq()));
+        ready.seq()
+    }
+
+    /// The next event (skipping nothing), or `None` if the stream ended or `timeout` passed.
+    pub fn next_event(&self, timeout: Duration) -> Option<SseEvent> {
+        match self.next(timeout)? {
+            SseMsg::Event(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl Client {
+    /// Opens `agent`'s event stream.
+    pub fn events(&self, agent: &str, token: &str, last_event_id: Option<&str>) -> Sse {
+        Sse::open(&self.base, agent, token, last_event_id, "")
     }
 }

@@ -1,5 +1,5 @@
 //! The receive side: `GET /v1/elicitations/:id` (with `?wait=`), `GET /v1/elicitations/:id/history`
-//! and `GET /v1/agents/:agent/elicitations`.
+//! `GET /v1/agents/:agent/elicitations`, and the legacy `GET /v1/agents/:agent/messages` (polling).
 
 use elicitation::{api, spin as adapter};
 use spin_sdk::http::{BoxBody, Request, Response};
@@ -11,6 +11,15 @@ async fn handle(req: Request) -> anyhow::Result<Response<BoxBody>> {
         Ok(x) => x,
         Err(resp) => return Ok(resp),
     };
-    let resp = api::read(&store, &req, &secrets, adapter::now, adapter::sleep_ms).await;
+    let opts = adapter::read_options().await;
+    let resp = api::read(
+        &store,
+        &req,
+        &secrets,
+        &opts,
+        adapter::now,
+        adapter::sleep_ms,
+    )
+    .await;
     Ok(adapter::into_response(resp))
 }

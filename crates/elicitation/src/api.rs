@@ -39,6 +39,8 @@ pub struct Request {
     pub content_type: Option<String>,
     /// `Idempotency-Key` header.
     pub idempotency_key: Option<String>,
+    /// `Last-Event-ID` header (SSE resumption).
+    pub last_event_id: Option<String>,
     /// The body (at most [`MAX_BODY_BYTES`]; the adapter answers 413 beyond).
     pub body: Vec<u8>,
 }
@@ -297,12 +299,28 @@ pub async fn respond_route<S: Store>(
     )
 }
 
+/// Settings of the read routes, from Spin variables.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    /// How often the legacy `wait_for_messages` route looks at the store (`legacy_poll_ms`).
+    pub legacy_poll_ms: u64,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        Self {
+            legacy_poll_ms: 1000,
+        }
+    }
+}
+
 /// The read routes (component `subscribe`): one elicitation (optionally waiting), its history, an
-/// agent's list. `sleep` waits the given milliseconds; `clock` reads the time.
+/// agent's list, and the legacy polling route. `sleep` waits the given milliseconds; `clock` reads the time.
 pub async fn read<S, F, Fut>(
     store: &S,
     req: &Request,
     secrets: &Secrets,
+    opts: &ReadOptions,
     clock: impl Fn() -> Timestamp,
     sleep: F,
 ) -> Response
@@ -316,6 +334,9 @@ where
             req.require_method("GET")?;
             let started = clock();
             let actor = authenticate(req, secrets, started)?;
+            if req.route.ends_with("/messages") {
+                return legacy_messages(store, req, &actor, opts, &clock, &sleep).await;
+            }
             if req.route.ends_with("/elicitations") && req.params.contains_key("agent") {
                 let query = ListQuery::parse(&req.query)?;
                 let page =
@@ -368,3 +389,140 @@ where
 
 /// How often a `?wait=` read looks at the record again.
 pub const WAIT_POLL_MS: u64 = 20;
+
+/// Longest `timeout` of the legacy route, in seconds (hosted platforms end requests at 30 s).
+pub const MAX_LEGACY_TIMEOUT_SECONDS: u64 = 25;
+/// Events one legacy poll returns at most.
+pub const LEGACY_BATCH: usize = 100;
+
+/// `GET /v1/agents/:agent/messages?since=&timeout=` — the seed's `wait_for_messages`, kept for
+/// migration and as the benchmark baseline: it looks at the store once per `legacy_poll_ms` and returns
+/// as soon as there are events after `since`, or at the timeout.
+async fn legacy_messages<S, F, Fut>(
+    store: &S,
+    req: &Request,
+    actor: &str,
+    opts: &ReadOptions,
+    clock: &impl Fn() -> Timestamp,
+    sleep: &F,
+) -> Result<Response, Error>
+where
+    S: Store,
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let agent = req.param("agent")?;
+    if agent != actor {
+        return Err(Error::Forbidden(
+            "an agent may only read its own messages".into(),
+        ));
+    }
+    let (mut since, mut timeout) = (0_i64, 30_u64.min(MAX_LEGACY_TIMEOUT_SECONDS));
+    for (k, v) in query_pairs(&req.query) {
+        match k.as_str() {
+            "since" => {
+                since =
+                    v.parse().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                        Error::BadRequest("since must be a sequence number".into())
+                    })?;
+            }
+            "timeout" => {
+                timeout = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n <= MAX_LEGACY_TIMEOUT_SECONDS)
+                    .ok_or_else(|| {
+                        Error::BadRequest(format!(
+                            "timeout must be 0 to {MAX_LEGACY_TIMEOUT_SECONDS} seconds"
+                        ))
+                    })?;
+            }
+            _ => return Err(Error::BadRequest(format!("unknown query parameter {k:?}"))),
+        }
+    }
+    let started = clock();
+    let deadline = started.plus_secs(timeout);
+    let mut reader = crate::log::Reader::new(agent, since);
+    let events = loop {
+        let now = clock();
+        let events = reader.next(store, now, LEGACY_BATCH).await?;
+        if !events.is_empty() || now >= deadline {
+            break events;
+        }
+        sleep(opts.legacy_poll_ms.max(1).min(now.millis_until(deadline))).await;
+    };
+    let status = if events.is_empty() {
+        "timeout"
+    } else {
+        "new_events"
+    };
+    let items: Vec<Value> = events
+        .iter()
+        .map(|e| json!({ "sequence": e.sequence, "eventType": e.kind.as_str(), "data": { "at": e.at, "elicitation": e.elicitation } }))
+        .collect();
+    let body = json!({ "events": items, "count": items.len(), "status": status });
+    Ok(Response::json(200, &body)
+        .with_header("deprecation", "true".into())
+        .with_header("sunset", LEGACY_SUNSET.into())
+        .with_header(
+            "link",
+            format!("</v1/agents/{agent}/events>; rel=\"successor-version\""),
+        ))
+}
+
+/// When the legacy polling route goes away (HTTP-date).
+pub const LEGACY_SUNSET: &str = "Thu, 01 Jul 2027 00:00:00 GMT";
+
+/// Where an event stream starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamStart {
+    /// The agent whose log is streamed (the token's subject).
+    pub agent: String,
+    /// The client's cursor (`Last-Event-ID`, else `?after=`); none = only new events.
+    pub cursor: Option<i64>,
+}
+
+/// Checks a `GET /v1/agents/:agent/events` request (component `events`): the token's agent must be
+/// `:agent`; the cursor comes from `Last-Event-ID` or, for clients that cannot set headers, `?after=`.
+pub fn open_stream(
+    req: &Request,
+    secrets: &Secrets,
+    now: Timestamp,
+) -> Result<StreamStart, Response> {
+    (|| {
+        req.require_method("GET")?;
+        let actor = authenticate(req, secrets, now)?;
+        let agent = req.param("agent")?;
+        if agent != actor {
+            return Err(Error::Forbidden(
+                "an agent may only stream its own events".into(),
+            ));
+        }
+        let parse = |v: &str| {
+            v.trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| Error::BadRequest(format!("invalid event id {v:?}")))
+        };
+        let mut cursor = None;
+        for (k, v) in query_pairs(&req.query) {
+            match k.as_str() {
+                "after" => cursor = Some(parse(&v)?),
+                _ => return Err(Error::BadRequest(format!("unknown query parameter {k:?}"))),
+            }
+        }
+        if let Some(h) = req
+            .last_event_id
+            .as_deref()
+            .filter(|h| !h.trim().is_empty())
+        {
+            cursor = Some(parse(h)?);
+        }
+        Ok(StreamStart {
+            agent: actor,
+            cursor,
+        })
+    })()
+    .map_err(|e| Response::problem(&e))
+}

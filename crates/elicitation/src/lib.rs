@@ -21,6 +21,7 @@ pub mod log;
 pub mod model;
 pub mod schema;
 pub mod service;
+pub mod sse;
 pub mod store;
 pub mod time;
 pub mod token;

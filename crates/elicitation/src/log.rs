@@ -1,15 +1,55 @@
-//! Each agent's event log: a gap-free sequence 1, 2, 3, … of [`Event`]s.
+//! Each agent's event log: a strictly increasing sequence 1, 2, 3, … of [`Event`]s.
 //!
 //! Appending takes a sequence number with the store's atomic increment (so concurrent writers never
-//! share one), writes the event under it, then bumps the global [`EPOCH`](keys::EPOCH). A reader
-//! delivers strictly in sequence: it reads up to the head and stops at the first number whose event
-//! is not written yet (its writer is between the two steps), so nothing is skipped and nothing is
-//! delivered twice; a cursor is simply the last sequence delivered.
+//! share one), writes the event under it only if that slot is still empty (compare-and-swap), then
+//! bumps the global [`EPOCH`](keys::EPOCH). A [`Reader`] delivers strictly in sequence: it reads up to
+//! the head and stops at the first slot whose event is not written yet (its writer is between the two
+//! steps), so nothing is skipped and nothing is delivered twice; a cursor is the last sequence read.
+//!
+//! A writer that dies between the two steps (a killed host, a trap) would leave its slot empty for
+//! ever and stall every reader. So a reader that has seen the same empty slot for [`HOLE_GRACE_MS`]
+//! seals it with a void marker — again only if it is still empty — and moves on; a writer that finds
+//! its slot sealed takes a new number. Either the event or the marker lands, never both, so no
+//! committed event is skipped. Sequences stay strictly increasing; a sealed slot is a number no
+//! event has.
+//!
+//! Each log keeps its newest [`RETAINED`] events: appending event `n` deletes event `n - RETAINED`.
+//! A reader whose cursor is older than that is told so ([`Resume::Reset`]) instead of skipping.
+
+/// How many of its newest events an agent's log keeps.
+pub const RETAINED: i64 = 1000;
+
+/// Where a reader with a given cursor starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Deliver every event after this sequence.
+    After(i64),
+    /// The cursor is older than the retained history (or newer than the log): the reader must
+    /// re-synchronise from the inbox list, then continue after `head`.
+    Reset {
+        /// The log's head now.
+        head: i64,
+    },
+}
+
+/// Decides how a reader with `cursor` (none = only new events) continues, given the log's `head`.
+pub fn resume(cursor: Option<i64>, head: i64) -> Resume {
+    match cursor {
+        None => Resume::After(head),
+        Some(c) if c < 0 || c > head || c < head - RETAINED => Resume::Reset { head },
+        Some(c) => Resume::After(c),
+    }
+}
 
 use crate::keys;
 use crate::model::{Elicitation, Event, EventKind};
-use crate::store::{Store, StoreResult, decode_counter};
+use crate::store::{Store, StoreResult, Swap, decode_counter};
 use crate::time::Timestamp;
+
+/// How long a reader waits on an empty slot below the head before sealing it.
+pub const HOLE_GRACE_MS: u64 = 2000;
+
+const VOID: &[u8] = br#"{"void":true}"#;
 
 /// Appends an event to `agent`'s log and returns its sequence number.
 pub async fn append<S: Store>(
@@ -19,17 +59,30 @@ pub async fn append<S: Store>(
     at: Timestamp,
     elicitation: &Elicitation,
 ) -> StoreResult<i64> {
-    let sequence = store.increment(&keys::log_head(agent), 1).await?;
-    let event = Event {
-        sequence,
-        kind,
-        at,
-        elicitation: elicitation.clone(),
-    };
-    let json = serde_json::to_vec(&event).unwrap_or_default();
-    store.set(&keys::log_event(agent, sequence), &json).await?;
-    store.increment(keys::EPOCH, 1).await?;
-    Ok(sequence)
+    loop {
+        let sequence = store.increment(&keys::log_head(agent), 1).await?;
+        let event = Event {
+            sequence,
+            kind,
+            at,
+            elicitation: elicitation.clone(),
+        };
+        let json = serde_json::to_vec(&event).unwrap_or_default();
+        if store
+            .compare_and_swap(&keys::log_event(agent, sequence), None, &json)
+            .await?
+            != Swap::Done
+        {
+            continue; // a reader gave this slot up for lost: take the next one
+        }
+        store.increment(keys::EPOCH, 1).await?;
+        if sequence > RETAINED {
+            store
+                .delete(&keys::log_event(agent, sequence - RETAINED))
+                .await?;
+        }
+        return Ok(sequence);
+    }
 }
 
 /// The last sequence number handed out for `agent` (0 for an empty log).
@@ -39,27 +92,193 @@ pub async fn head<S: Store>(store: &S, agent: &str) -> StoreResult<i64> {
     ))
 }
 
-/// Events after `after`, in order, at most `limit`, stopping before the first one not yet written.
-pub async fn read_after<S: Store>(
-    store: &S,
-    agent: &str,
-    after: i64,
-    limit: usize,
-) -> StoreResult<Vec<Event>> {
-    let head = head(store, agent).await?;
-    let last = head.min(after.saturating_add(i64::try_from(limit).unwrap_or(i64::MAX)));
-    if last <= after {
-        return Ok(Vec::new());
+/// Reads one agent's log in order from a cursor, across calls.
+#[derive(Debug, Clone)]
+pub struct Reader {
+    agent: String,
+    cursor: i64,
+    hole: Option<(i64, Timestamp)>,
+}
+
+impl Reader {
+    /// A reader that delivers the events after `cursor`.
+    pub fn new(agent: &str, cursor: i64) -> Self {
+        Self {
+            agent: agent.to_string(),
+            cursor,
+            hole: None,
+        }
     }
-    let keys: Vec<String> = (after + 1..=last)
-        .map(|s| keys::log_event(agent, s))
-        .collect();
-    let mut events = Vec::new();
-    for value in store.get_many(&keys).await? {
-        let Some(event) = value.and_then(|v| serde_json::from_slice::<Event>(&v).ok()) else {
-            break;
-        };
-        events.push(event);
+
+    /// Whether the reader is waiting at an empty slot below the head.
+    pub fn has_hole(&self) -> bool {
+        self.hole.is_some()
     }
-    Ok(events)
+
+    /// The last sequence read (delivered or sealed).
+    pub fn cursor(&self) -> i64 {
+        self.cursor
+    }
+
+    /// The next events after the cursor, in order, at most `limit`; stops before a slot not yet
+    /// written, and seals one that stayed empty for [`HOLE_GRACE_MS`].
+    pub async fn next<S: Store>(
+        &mut self,
+        store: &S,
+        now: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<Event>> {
+        let head = head(store, &self.agent).await?;
+        let last = head.min(
+            self.cursor
+                .saturating_add(i64::try_from(limit).unwrap_or(i64::MAX)),
+        );
+        let mut events = Vec::new();
+        if last <= self.cursor {
+            return Ok(events);
+        }
+        let keys: Vec<String> = (self.cursor + 1..=last)
+            .map(|s| keys::log_event(&self.agent, s))
+            .collect();
+        for (seq, value) in (self.cursor + 1..=last).zip(store.get_many(&keys).await?) {
+            match value {
+                Some(v) if v == VOID => self.cursor = seq,
+                Some(v) => {
+                    if let Ok(event) = serde_json::from_slice::<Event>(&v) {
+                        events.push(event);
+                    }
+                    self.cursor = seq;
+                }
+                None => {
+                    match self.hole {
+                        Some((s, since))
+                            if s == seq && since.millis_until(now) >= HOLE_GRACE_MS =>
+                        {
+                            let key = keys::log_event(&self.agent, seq);
+                            if store.compare_and_swap(&key, None, VOID).await? == Swap::Done {
+                                self.cursor = seq;
+                                self.hole = None;
+                                continue;
+                            }
+                            // The event arrived after all: read it next time.
+                        }
+                        Some((s, _)) if s == seq => {}
+                        _ => self.hole = Some((seq, now)),
+                    }
+                    break;
+                }
+            }
+        }
+        if self.hole.is_some_and(|(s, _)| s <= self.cursor) {
+            self.hole = None;
+        }
+        Ok(events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Mode, Status};
+    use crate::store::MemoryStore;
+    use futures::executor::block_on;
+
+    fn sample() -> Elicitation {
+        Elicitation {
+            id: "el_1".into(),
+            from: "a".into(),
+            to: "b".into(),
+            mode: Mode::Form,
+            message: "m".into(),
+            requested_schema: None,
+            url: None,
+            status: Status::Pending,
+            created_at: Timestamp(0),
+            expires_at: Timestamp(1000),
+            responded_at: None,
+            response: None,
+            context: None,
+        }
+    }
+
+    #[test]
+    fn a_reader_waits_at_a_hole_then_seals_it_and_the_late_writer_moves_on() {
+        block_on(async {
+            let store = MemoryStore::new();
+            let e = sample();
+            append(&store, "b", EventKind::Created, Timestamp(0), &e)
+                .await
+                .unwrap();
+            // A writer takes number 2 and stops before writing it.
+            store.increment(&keys::log_head("b"), 1).await.unwrap();
+            append(&store, "b", EventKind::Answered, Timestamp(0), &e)
+                .await
+                .unwrap();
+            let mut r = Reader::new("b", 0);
+            let t0 = Timestamp(10_000);
+            assert_eq!(r.next(&store, t0, 10).await.unwrap().len(), 1);
+            assert_eq!(r.cursor(), 1);
+            // Still inside the grace period: nothing past the hole.
+            assert!(
+                r.next(&store, Timestamp(t0.0 + 1000), 10)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            // After it: the hole is sealed and event 3 arrives.
+            let later = r
+                .next(&store, Timestamp(t0.0 + HOLE_GRACE_MS), 10)
+                .await
+                .unwrap();
+            assert_eq!(later.iter().map(|e| e.sequence).collect::<Vec<_>>(), [3]);
+            // The late writer of slot 2 finds it sealed and takes number 4.
+            let key = keys::log_event("b", 2);
+            assert_eq!(
+                store.compare_and_swap(&key, None, b"x").await.unwrap(),
+                Swap::Changed(Some(VOID.to_vec()))
+            );
+            assert_eq!(
+                append(&store, "b", EventKind::Expired, Timestamp(0), &e)
+                    .await
+                    .unwrap(),
+                4
+            );
+            assert_eq!(
+                r.next(&store, Timestamp(t0.0 + HOLE_GRACE_MS), 10)
+                    .await
+                    .unwrap()[0]
+                    .sequence,
+                4
+            );
+        });
+    }
+
+    #[test]
+    fn old_events_are_trimmed_to_the_retained_window() {
+        block_on(async {
+            let store = MemoryStore::new();
+            let e = sample();
+            for _ in 0..RETAINED + 3 {
+                append(&store, "b", EventKind::Created, Timestamp(0), &e)
+                    .await
+                    .unwrap();
+            }
+            assert!(store.get(&keys::log_event("b", 3)).await.unwrap().is_none());
+            assert!(store.get(&keys::log_event("b", 4)).await.unwrap().is_some());
+        });
+    }
+
+    #[test]
+    fn resume_decisions() {
+        assert_eq!(resume(None, 7), Resume::After(7));
+        assert_eq!(resume(Some(3), 7), Resume::After(3));
+        assert_eq!(resume(Some(7), 7), Resume::After(7));
+        assert_eq!(resume(Some(8), 7), Resume::Reset { head: 7 });
+        assert_eq!(resume(Some(-1), 7), Resume::Reset { head: 7 });
+        assert_eq!(resume(Some(0), RETAINED), Resume::After(0));
+        assert_eq!(
+            resume(Some(0), RETAINED + 1),
+            Resume::Reset { head: RETAINED + 1 }
+        );
+    }
 }

@@ -1,6 +1,8 @@
 //! The adapter every Spin component uses: the [`Store`] over Spin's key-value interfaces, the
 //! conversion between Spin's HTTP types and [`api::Request`]/[`api::Response`], secrets from Spin
-//! variables, time, sleep and ids.
+//! variables, time, sleep and ids; [`events`] serves the per-agent SSE streams.
+
+pub mod events;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -52,6 +54,10 @@ impl Store for SpinStore {
 
     async fn set(&self, key: &str, value: &[u8]) -> StoreResult<()> {
         self.kv.set(key, value).await.map_err(store_err)
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.kv.delete(key).await.map_err(store_err)
     }
 
     async fn increment(&self, key: &str, delta: i64) -> StoreResult<i64> {
@@ -130,6 +136,7 @@ pub async fn read_request(req: Request) -> Result<api::Request, Response<BoxBody
         authorization: header("authorization"),
         content_type: header("content-type"),
         idempotency_key: header("idempotency-key"),
+        last_event_id: header("last-event-id"),
         body: bytes,
     })
 }
@@ -203,4 +210,24 @@ pub async fn prepare(
     req: Request,
 ) -> Result<(api::Request, api::Secrets, SpinStore), Response<BoxBody>> {
     Ok((read_request(req).await?, secrets().await?, store().await?))
+}
+
+/// A numeric Spin variable, or `default` when it is not set or not a number.
+pub async fn number_variable(name: &str, default: u64) -> u64 {
+    spin_sdk::variables::get(name)
+        .await
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// Settings of the read routes.
+pub async fn read_options() -> api::ReadOptions {
+    api::ReadOptions {
+        legacy_poll_ms: number_variable(
+            "legacy_poll_ms",
+            api::ReadOptions::default().legacy_poll_ms,
+        )
+        .await,
+    }
 }

@@ -36,6 +36,8 @@ pub trait Store {
     fn get_many(&self, keys: &[String]) -> impl Future<Output = StoreResult<Vec<Option<Vec<u8>>>>>;
     /// Upserts `key`.
     fn set(&self, key: &str, value: &[u8]) -> impl Future<Output = StoreResult<()>>;
+    /// Removes `key` (absent is fine).
+    fn delete(&self, key: &str) -> impl Future<Output = StoreResult<()>>;
     /// Atomically adds `delta` to the integer at `key` (absent = 0) and returns the new value.
     fn increment(&self, key: &str, delta: i64) -> impl Future<Output = StoreResult<i64>>;
     /// Writes `new` only if the value is still `expected` (`None` = absent).
@@ -87,6 +89,11 @@ impl Store for MemoryStore {
         self.map
             .borrow_mut()
             .insert(key.to_string(), value.to_vec());
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.map.borrow_mut().remove(key);
         Ok(())
     }
 

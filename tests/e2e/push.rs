@@ -1,0 +1,362 @@
+//! Push delivery: each agent's event log as a Server-Sent Events stream, read with a real SSE client
+//! (`eventsource-stream`): live delivery, resumption, the seam when a stream ends, reset for a lost
+//! cursor, expiry pushed once, and recovery after the host is killed.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use e2e::{Client, Host, Sse, SseEvent, SseMsg, agent, shared};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn ask(c: &Client, token: &str, to: &str, extra: Value) -> String {
+    let mut body = json!({ "to": to, "message": "question" });
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().cloned().unwrap_or_default());
+    c.create(token, &body)["id"].as_str().unwrap().to_string()
+}
+
+#[track_caller]
+fn expect_event(s: &Sse, kind: &str, id: &str) -> SseEvent {
+    let e = s
+        .next_event(WAIT)
+        .unwrap_or_else(|| panic!("no {kind} event for {id}"));
+    assert_eq!(e.event, kind, "{e:?}");
+    let data = e.json();
+    assert_eq!(data["elicitation"]["id"], id, "{e:?}");
+    assert_eq!(data["type"], kind);
+    assert_eq!(data["sequence"].as_i64(), Some(e.seq()));
+    e
+}
+
+#[test]
+fn both_parties_are_pushed_every_kind_of_event() {
+    let c = shared().client();
+    let (a, b) = (agent("req"), agent("resp"));
+    let (ta, tb) = (c.token(&a), c.token(&b));
+    let sa = c.events(&a, &ta, None);
+    let sb = c.events(&b, &tb, None);
+    assert_eq!((sa.expect_open(), sb.expect_open()), (0, 0));
+
+    let id = ask(&c, &ta, &b, json!({}));
+    let created = expect_event(&sb, "elicitation.created", &id);
+    assert_eq!(created.seq(), 1);
+    c.answer(&tb, &id, &json!({ "action": "decline" }))
+        .expect(200);
+    assert_eq!(
+        expect_event(&sb, "elicitation.answered", &id).json()["elicitation"]["status"],
+        "declined"
+    );
+    assert_eq!(expect_event(&sa, "elicitation.answered", &id).seq(), 1);
+
+    let w = ask(&c, &ta, &b, json!({}));
+    expect_event(&sb, "elicitation.created", &w);
+    c.post(
+        &format!("/v1/elicitations/{w}/withdraw"),
+        Some(&ta),
+        &json!({}),
+    )
+    .expect(200);
+    expect_event(&sb, "elicitation.withdrawn", &w);
+    expect_event(&sa, "elicitation.withdrawn", &w);
+
+    // Nobody touches this one: the open streams notice the deadline and push the expiry, once.
+    let x = ask(&c, &ta, &b, json!({ "ttlSeconds": 1 }));
+    expect_event(&sb, "elicitation.created", &x);
+    let before = Instant::now();
+    expect_event(&sb, "elicitation.expired", &x);
+    expect_event(&sa, "elicitation.expired", &x);
+    assert!(before.elapsed() < Duration::from_secs(5));
+    // Exactly once: nothing else arrives on either stream.
+    for s in [&sa, &sb] {
+        match s.next(Duration::from_millis(1500)) {
+            None => {}
+            Some(SseMsg::Event(e)) => panic!("unexpected extra event {e:?}"),
+            Some(other) => panic!("stream ended: {other:?}"),
+        }
+    }
+    let log = c
+        .get(&format!("/v1/agents/{a}/messages?timeout=0"), Some(&ta))
+        .expect(200);
+    let expired = log["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["eventType"] == "elicitation.expired")
+        .count();
+    assert_eq!(expired, 1);
+}
+
+#[test]
+fn streams_resume_by_last_event_id_and_by_after() {
+    let c = shared().client();
+    let (a, b) = (agent("req"), agent("resp"));
+    let (ta, tb) = (c.token(&a), c.token(&b));
+    let ids: Vec<String> = (0..5).map(|_| ask(&c, &ta, &b, json!({}))).collect();
+    // Last-Event-ID: 2 → events 3, 4, 5, in order, then live.
+    let s = c.events(&b, &tb, Some("2"));
+    assert_eq!(s.expect_open(), 2);
+    for (seq, id) in (3..=5).zip(&ids[2..]) {
+        assert_eq!(expect_event(&s, "elicitation.created", id).seq(), seq);
+    }
+    let live = ask(&c, &ta, &b, json!({}));
+    assert_eq!(expect_event(&s, "elicitation.created", &live).seq(), 6);
+    // ?after= for clients that cannot set headers.
+    let s = Sse::open(&c.base, &b, &tb, None, "?after=4");
+    assert_eq!(s.expect_open(), 4);
+    assert_eq!(expect_event(&s, "elicitation.created", &ids[4]).seq(), 5);
+    assert_eq!(expect_event(&s, "elicitation.created", &live).seq(), 6);
+    // Without a cursor the stream starts at the head: only new events.
+    let s = c.events(&b, &tb, None);
+    assert_eq!(s.expect_open(), 6);
+}
+
+#[test]
+fn a_cursor_outside_the_retained_history_gets_an_explicit_reset() {
+    let c = shared().client();
+    let (a, b) = (agent("req"), agent("resp"));
+    let (ta, tb) = (c.token(&a), c.token(&b));
+    ask(&c, &ta, &b, json!({}));
+    // A cursor ahead of the log (e.g. from a store that was recreated).
+    let s = c.events(&b, &tb, Some("99"));
+    assert_eq!(s.expect_open(), 1);
+    let reset = s.next_event(WAIT).expect("reset");
+    assert_eq!((reset.event.as_str(), reset.seq()), ("reset", 1));
+    assert_eq!(reset.json()["requested"], 99);
+    // A cursor older than the retained history (the log keeps its newest 1000 events).
+    let writers: Vec<_> = (0..8)
+        .map(|_| {
+            let (c, ta, b) = (c.clone(), ta.clone(), b.clone());
+            std::thread::spawn(move || (0..126).for_each(|_| drop(ask(&c, &ta, &b, json!({})))))
+        })
+        .collect();
+    writers.into_iter().for_each(|w| w.join().unwrap());
+    let s = c.events(&b, &tb, Some("3"));
+    assert_eq!(s.expect_open(), 1009);
+    let reset = s.next_event(WAIT).expect("reset");
+    assert_eq!((reset.event.as_str(), reset.seq()), ("reset", 1009));
+    // A cursor still inside the history resumes normally.
+    let s = c.events(&b, &tb, Some("1005"));
+    assert_eq!(s.expect_open(), 1005);
+    assert_eq!(s.next_event(WAIT).expect("event").seq(), 1006);
+}
+
+#[test]
+fn only_the_agent_itself_may_open_its_stream() {
+    let c = shared().client();
+    let (a, b) = (agent("a"), agent("b"));
+    let ta = c.token(&a);
+    let r = c.get(&format!("/v1/agents/{b}/events"), Some(&ta));
+    r.expect_problem(403);
+    c.get(&format!("/v1/agents/{b}/events"), None)
+        .expect_problem(401);
+    c.get(&format!("/v1/agents/{a}/events?after=x"), Some(&ta))
+        .expect_problem(400);
+}
+
+/// Reads `agent`'s stream across reconnections, as a client would: every time the stream ends it
+/// reconnects to the host's current address with its last id. Returns the events until `done` and
+/// the stream has been quiet for a moment.
+fn follow(
+    base: Arc<Mutex<String>>,
+    agent: String,
+    token: String,
+    done: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(Vec<SseEvent>, usize)> {
+    std::thread::spawn(move || {
+        let mut got: Vec<SseEvent> = Vec::new();
+        // From the start of the log: the writers may already be running when the reader connects.
+        let mut last = Some("0".to_string());
+        let mut connections = 0;
+        let mut quiet_since = None;
+        loop {
+            let s = Sse::open(
+                &base.lock().unwrap().clone(),
+                &agent,
+                &token,
+                last.as_deref(),
+                "",
+            );
+            connections += 1;
+            loop {
+                match s.next(Duration::from_millis(300)) {
+                    Some(SseMsg::Event(e)) if e.event == "ready" => {
+                        assert_eq!(
+                            Some(&e.id),
+                            last.as_ref(),
+                            "the stream resumes exactly where the client left off"
+                        );
+                    }
+                    Some(SseMsg::Event(e)) => {
+                        assert!(e.event.starts_with("elicitation."), "{e:?}");
+                        last = Some(e.id.clone());
+                        got.push(e);
+                        quiet_since = None;
+                    }
+                    Some(SseMsg::Status(200)) => {}
+                    Some(SseMsg::Status(s)) => panic!("status {s}"),
+                    Some(SseMsg::Closed) => break,
+                    None => {
+                        if done.load(Ordering::SeqCst) {
+                            let q = *quiet_since.get_or_insert_with(Instant::now);
+                            // Longer than the log's hole grace period, so a sealed hole is passed.
+                            if q.elapsed() > Duration::from_secs(4) {
+                                return (got, connections);
+                            }
+                        }
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+}
+
+/// Checks that `events` hold every acknowledged id once, in strictly increasing sequence; `gap_free`
+/// also demands consecutive numbers (a killed writer's number may be sealed and skipped).
+fn check_exactly_once_in_order(
+    events: &[SseEvent],
+    acknowledged: &BTreeSet<String>,
+    gap_free: bool,
+) {
+    let seqs: Vec<i64> = events.iter().map(SseEvent::seq).collect();
+    assert!(seqs.windows(2).all(|w| w[1] > w[0]), "in order: {seqs:?}");
+    if gap_free {
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1),
+            "gap-free: {seqs:?}"
+        );
+    }
+    let ids: Vec<String> = events
+        .iter()
+        .map(|e| e.json()["elicitation"]["id"].as_str().unwrap().to_string())
+        .collect();
+    let distinct: BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(distinct.len(), ids.len(), "no event twice");
+    let missing: Vec<&String> = acknowledged.difference(&distinct).collect();
+    assert!(
+        missing.is_empty(),
+        "every acknowledged create was delivered; missing {missing:?}; received {seqs:?}"
+    );
+}
+
+#[test]
+fn reconnecting_at_the_stream_seam_loses_and_repeats_nothing() {
+    let host = Host::start(
+        &e2e::repo().join("spin.toml"),
+        &["--variable", "stream_max_seconds=1"],
+    );
+    let c = host.client();
+    let b = agent("busy");
+    let tb = c.token(&b);
+    let base = Arc::new(Mutex::new(c.base.clone()));
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = follow(base, b.clone(), tb, done.clone());
+    let writers: Vec<_> = (0..8)
+        .map(|i| {
+            let (c, b) = (c.clone(), b.clone());
+            std::thread::spawn(move || {
+                let t = c.token(&agent(&format!("w{i}")));
+                let mut ids = Vec::new();
+                let until = Instant::now() + Duration::from_millis(3500);
+                while Instant::now() < until {
+                    ids.push(ask(&c, &t, &b, json!({})));
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                ids
+            })
+        })
+        .collect();
+    let acknowledged: BTreeSet<String> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    done.store(true, Ordering::SeqCst);
+    let (events, connections) = reader.join().unwrap();
+    assert!(
+        connections >= 3,
+        "the stream ended on its own and was resumed ({connections} connections)"
+    );
+    check_exactly_once_in_order(&events, &acknowledged, true);
+    assert_eq!(events.len(), acknowledged.len());
+}
+
+#[test]
+fn after_a_kill_9_every_committed_event_arrives_exactly_once() {
+    let mut host = Host::app();
+    let c = host.client();
+    let agents: Vec<String> = (0..3).map(|i| agent(&format!("victim{i}"))).collect();
+    let tokens: Vec<String> = agents.iter().map(|a| c.token(a)).collect();
+    let base = Arc::new(Mutex::new(c.base.clone()));
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = agents
+        .iter()
+        .zip(&tokens)
+        .map(|(a, t)| follow(base.clone(), a.clone(), t.clone(), done.clone()))
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged = Arc::new(Mutex::new(BTreeSet::new()));
+    let writers: Vec<_> = (0..4)
+        .map(|i| {
+            let (base, stop, acknowledged, agents) = (
+                base.clone(),
+                stop.clone(),
+                acknowledged.clone(),
+                agents.clone(),
+            );
+            let t = c.token(&agent(&format!("writer{i}")));
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let c = Client::new(&base.lock().unwrap().clone());
+                    let to = &agents[n % agents.len()];
+                    n += 1;
+                    // A request cut by the kill is not acknowledged; it may or may not have committed.
+                    let body = json!({ "to": to, "message": "m" }).to_string().into_bytes();
+                    match c.try_send(
+                        "POST",
+                        "/v1/elicitations",
+                        Some(&t),
+                        Some(("application/json", body)),
+                        &[],
+                    ) {
+                        Ok(r) if r.status == 201 => {
+                            acknowledged
+                                .lock()
+                                .unwrap()
+                                .insert((to.clone(), r.json()["id"].as_str().unwrap().to_string()));
+                        }
+                        _ => std::thread::sleep(Duration::from_millis(50)),
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    host.restart(); // SIGKILL, then start again on the same state directory
+    *base.lock().unwrap() = host.base.clone();
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::SeqCst);
+    writers.into_iter().for_each(|w| w.join().unwrap());
+    done.store(true, Ordering::SeqCst);
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() > 20,
+        "writers made progress before and after the kill"
+    );
+    for (a, r) in agents.iter().zip(readers) {
+        let (events, connections) = r.join().unwrap();
+        assert!(connections >= 2, "{a} reconnected after the kill");
+        let mine: BTreeSet<String> = acknowledged
+            .iter()
+            .filter(|(to, _)| to == a)
+            .map(|(_, id)| id.clone())
+            .collect();
+        check_exactly_once_in_order(&events, &mine, false);
+    }
+}
