@@ -1,25 +1,33 @@
 //! `GET /v1/agents/:agent/events`: each agent's event log as a Server-Sent Events stream.
 //!
-//! Spin gives an HTTP component no change notification. Each stream checks the global
-//! [`EPOCH`](keys::EPOCH) counter every `stream_tick_ms` (one read; every event append bumps it) and
-//! reads its own log only when that moved. This costs one wake-up per stream per tick; sharing one
-//! poller among the streams of an instance needs one component-model task to wake another, which the
-//! current wit-bindgen/wasmtime pair traps on (see the push issue's notes), so it is not done yet.
+//! Spin gives an HTTP component no change notification, so all the streams an instance holds are
+//! served by one loop, the instance's *hub* (WASIp3 instances serve many requests at once and share
+//! their statics). A stream request only checks its token, opens the response body and hands it to
+//! the hub. Every `stream_tick_ms` the hub reads the global [`EPOCH`](keys::EPOCH) counter — one
+//! read per tick per instance, however many streams it holds — and only when that moved does it read,
+//! in one batch, the log and outbox heads of its agents; then each stream whose head moved reads its
+//! own events after its cursor. Correctness does not depend on sharing: with one stream per instance
+//! the same code runs, it just polls more.
+//!
+//! The hub writes each stream's body through the component-model stream of its response directly,
+//! from its own task: waking one task from another with Rust wakers needs a wit-bindgen feature the
+//! current wasmtime traps on, and writes that complete through the component model need none.
 //!
 //! Each stream also keeps the deadlines of the pending elicitations its agent is a party to, and at
 //! a deadline writes the expiry (the compare-and-swap in [`service`] makes it happen once however
 //! many streams try); the expired event then arrives through the log like any other.
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
 
-use futures::SinkExt;
-use futures::channel::mpsc;
-use spin_sdk::http::{BoxBody, Request, Response, box_body};
+use spin_sdk::http::{IntoResponse, Request};
+use spin_sdk::wasip3::http::types::{Fields, Response as WasiResponse};
+use spin_sdk::wasip3::http_compat::BodyWriter;
 
 use super::{SpinStore, into_response, number_variable, prepare, sleep_ms};
 use crate::api;
 use crate::keys::{self, Role};
-use crate::log::{self, Resume};
+use crate::log::{self, Reader, Resume};
 use crate::model::{EventKind, Record, Status};
 use crate::service::{self, ListQuery};
 use crate::sse;
@@ -29,7 +37,7 @@ use crate::time::Timestamp;
 /// Stream settings, from Spin variables.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamOptions {
-    /// How often a stream looks for changes (`stream_tick_ms`, default 10).
+    /// How often the hub looks for changes (`stream_tick_ms`, default 5).
     pub tick_ms: u64,
     /// A stream ends after this long (`stream_max_seconds`, default 25: hosted platforms cut at 30 s).
     pub max_seconds: u64,
@@ -43,7 +51,7 @@ impl StreamOptions {
     /// Reads the variables.
     pub async fn load() -> Self {
         Self {
-            tick_ms: number_variable("stream_tick_ms", 10).await.max(1),
+            tick_ms: number_variable("stream_tick_ms", 5).await.max(1),
             max_seconds: number_variable("stream_max_seconds", 25).await.max(1),
             heartbeat_seconds: number_variable("stream_heartbeat_seconds", 10).await.max(1),
             retry_ms: 1000,
@@ -54,210 +62,313 @@ impl StreamOptions {
 /// How many events one read takes.
 const BATCH: usize = 100;
 
-/// Serves one event-stream request.
-pub async fn serve(req: Request) -> Response<BoxBody> {
+/// A stream handed to the hub.
+struct Job {
+    agent: String,
+    resume: Resume,
+    requested: Option<i64>,
+    body: BodyWriter,
+}
+
+#[derive(Default)]
+struct Hub {
+    incoming: Vec<Job>,
+    running: bool,
+}
+
+thread_local! {
+    static HUB: RefCell<Hub> = RefCell::new(Hub::default());
+}
+
+fn problem(resp: api::Response) -> WasiResponse {
+    match into_response(resp).into_response() {
+        Ok(r) => r,
+        Err(_) => {
+            let (_, body, result) = BodyWriter::new();
+            WasiResponse::new(Fields::new(), Some(body), result).0
+        }
+    }
+}
+
+/// Serves one event-stream request: checks it, opens the body and gives it to the hub.
+pub async fn serve(req: Request) -> WasiResponse {
     let (req, secrets, store) = match prepare(req).await {
         Ok(x) => x,
-        Err(resp) => return resp,
+        Err(resp) => {
+            return resp
+                .into_response()
+                .unwrap_or_else(|_| problem(api::Response::json(500, &())));
+        }
     };
     let start = match api::open_stream(&req, &secrets, Timestamp::now()) {
         Ok(s) => s,
-        Err(resp) => return into_response(resp),
+        Err(resp) => return problem(resp),
     };
-    let opts = StreamOptions::load().await;
     let head = match log::head(&store, &start.agent).await {
         Ok(h) => h,
-        Err(e) => return into_response(api::Response::problem(&e.into())),
+        Err(e) => return problem(api::Response::problem(&e.into())),
     };
-    let resume = log::resume(start.cursor, head);
-    let (tx, body) = spin_sdk::http::body::stream::<String>();
-    spin_sdk::wasip3::spawn(async move {
-        // An error here means the client went away: that ends the stream like its natural end.
-        let _ = Stream {
-            store,
-            agent: start.agent,
-            tx,
-            opts,
-        }
-        .run(resume, start.cursor)
-        .await;
+    let opts = StreamOptions::load().await;
+    let headers = [
+        ("content-type", "text/event-stream"),
+        ("cache-control", "no-cache"),
+        ("x-accel-buffering", "no"),
+    ]
+    .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()));
+    let Ok(fields) = Fields::from_list(&headers) else {
+        return problem(api::Response::json(500, &()));
+    };
+    let (body, body_rx, result_rx) = BodyWriter::new();
+    let (response, _sent) = WasiResponse::new(fields, Some(body_rx), result_rx);
+    let job = Job {
+        agent: start.agent,
+        resume: log::resume(start.cursor, head),
+        requested: start.cursor,
+        body,
+    };
+    let start_hub = HUB.with(|h| {
+        let mut h = h.borrow_mut();
+        h.incoming.push(job);
+        !std::mem::replace(&mut h.running, true)
     });
-    Response::builder()
-        .status(200)
-        .header("content-type", "text/event-stream")
-        .header("cache-control", "no-cache")
-        .header("x-accel-buffering", "no")
-        .body(box_body(body))
-        .unwrap_or_else(|_| {
-            into_response(api::Response::problem(&crate::Error::Storage(
-                "response".into(),
-            )))
-        })
+    if start_hub {
+        spin_sdk::wasip3::spawn(hub(opts));
+    }
+    response
 }
 
-struct Stream {
-    store: SpinStore,
+/// One open stream.
+struct Live {
     agent: String,
-    tx: mpsc::Sender<String>,
-    opts: StreamOptions,
+    reader: Reader,
+    deadlines: BTreeSet<(u64, String)>,
+    out_head: i64,
+    end: Timestamp,
+    last_write: Timestamp,
+    /// Read the log at the next tick regardless of the heads (new streams, after an expiry).
+    dirty: bool,
+    body: BodyWriter,
+    /// Frames to write this tick.
+    out: String,
+    finished: bool,
+    gone: bool,
 }
 
-/// The client is gone (or the store failed): the stream ends.
-struct End;
-
-impl Stream {
-    async fn send(&mut self, frame: String) -> Result<(), End> {
-        self.tx.send(frame).await.map_err(|_| End)
-    }
-
-    /// Pending elicitations `agent` is a party to, as `(deadline, id)`.
-    async fn pending(&self, role: Role) -> Result<Vec<(u64, String)>, End> {
-        let q = ListQuery {
-            role,
-            statuses: vec![Status::Pending],
-            limit: service::MAX_LIMIT,
-            cursor: None,
-        };
-        let page = service::list(&self.store, &self.agent, &self.agent, &q, Timestamp::now())
-            .await
-            .map_err(|_| End)?;
-        Ok(page
-            .items
-            .into_iter()
-            .map(|e| (e.expires_at.0, e.id))
-            .collect())
-    }
-
-    async fn outbox_head(&self) -> Result<i64, End> {
-        let raw = self
-            .store
-            .get(&keys::index_head(&self.agent, Role::Outbox))
-            .await
-            .map_err(|_| End)?;
-        Ok(decode_counter(raw.as_deref()))
-    }
-
-    /// Deadlines of the elicitations the agent asked at outbox positions `(from, to]`.
-    async fn new_outgoing(&self, from: i64, to: i64) -> Result<Vec<(u64, String)>, End> {
-        let positions: Vec<String> = (from + 1..=to)
-            .map(|n| keys::index_entry(&self.agent, Role::Outbox, n))
-            .collect();
-        let ids: Vec<String> = self
-            .store
-            .get_many(&positions)
-            .await
-            .map_err(|_| End)?
-            .into_iter()
-            .flatten()
-            .filter_map(|b| String::from_utf8(b).ok())
-            .collect();
-        let records = self
-            .store
-            .get_many(&ids.iter().map(|i| keys::record(i)).collect::<Vec<_>>())
-            .await
-            .map_err(|_| End)?;
-        Ok(records
-            .into_iter()
-            .flatten()
-            .filter_map(|r| serde_json::from_slice::<Record>(&r).ok())
-            .filter(|r| r.elicitation.status == Status::Pending)
-            .map(|r| (r.elicitation.expires_at.0, r.elicitation.id))
-            .collect())
-    }
-
-    async fn run(mut self, resume: Resume, requested: Option<i64>) -> Result<(), End> {
-        let opts = self.opts;
-        let cursor = match resume {
+impl Live {
+    async fn start<S: Store>(store: &S, job: Job, opts: &StreamOptions) -> Self {
+        let now = Timestamp::now();
+        let mut out = String::new();
+        let cursor = match job.resume {
             Resume::After(c) => {
-                self.send(sse::opening(opts.retry_ms, c)).await?;
+                out.push_str(&sse::opening(opts.retry_ms, c));
                 c
             }
             Resume::Reset { head } => {
-                self.send(sse::opening(opts.retry_ms, head)).await?;
-                self.send(sse::reset(requested.unwrap_or(-1), head)).await?;
+                out.push_str(&sse::opening(opts.retry_ms, head));
+                out.push_str(&sse::reset(job.requested.unwrap_or(-1), head));
                 head
             }
         };
-        let started = Timestamp::now();
-        let end = started.plus_secs(opts.max_seconds);
-        let heartbeat = opts.heartbeat_seconds * 1000;
-        let mut out_head = self.outbox_head().await?;
-        let mut deadlines: BTreeSet<(u64, String)> = BTreeSet::new();
-        deadlines.extend(self.pending(Role::Inbox).await?);
-        deadlines.extend(self.pending(Role::Outbox).await?);
-        let mut last_write = started;
-        let mut last_epoch = None;
-        let mut reader = log::Reader::new(&self.agent, cursor);
+        let mut live = Self {
+            reader: Reader::new(&job.agent, cursor),
+            agent: job.agent,
+            deadlines: BTreeSet::new(),
+            out_head: 0,
+            end: now.plus_secs(opts.max_seconds),
+            last_write: now,
+            dirty: true,
+            body: job.body,
+            out,
+            finished: false,
+            gone: false,
+        };
+        live.out_head = decode_counter(
+            store
+                .get(&keys::index_head(&live.agent, Role::Outbox))
+                .await
+                .ok()
+                .flatten()
+                .as_deref(),
+        );
+        for role in [Role::Inbox, Role::Outbox] {
+            let q = ListQuery {
+                role,
+                statuses: vec![Status::Pending],
+                limit: service::MAX_LIMIT,
+                cursor: None,
+            };
+            if let Ok(page) = service::list(store, &live.agent, &live.agent, &q, now).await {
+                live.deadlines
+                    .extend(page.items.into_iter().map(|e| (e.expires_at.0, e.id)));
+            }
+        }
+        live
+    }
+
+    /// Reads and frames everything after the cursor.
+    async fn deliver<S: Store>(&mut self, store: &S) {
         loop {
-            // 1. Only when something was appended anywhere: everything after the cursor, in order.
-            let epoch = self.store.get(keys::EPOCH).await.map_err(|_| End)?;
-            let changed = last_epoch.as_ref() != Some(&epoch);
+            let Ok(batch) = self.reader.next(store, Timestamp::now(), BATCH).await else {
+                return;
+            };
+            for e in &batch {
+                self.out.push_str(&sse::event(e));
+                let el = &e.elicitation;
+                if e.kind == EventKind::Created && el.status == Status::Pending {
+                    self.deadlines.insert((el.expires_at.0, el.id.clone()));
+                } else if e.kind != EventKind::Created {
+                    self.deadlines.retain(|(_, id)| *id != el.id);
+                }
+            }
+            if batch.len() < BATCH {
+                return;
+            }
+        }
+    }
+
+    /// Adds the deadlines of elicitations the agent asked at outbox positions after `out_head`.
+    async fn follow_outbox<S: Store>(&mut self, store: &S, head: i64) {
+        let positions: Vec<String> = (self.out_head + 1..=head)
+            .map(|n| keys::index_entry(&self.agent, Role::Outbox, n))
+            .collect();
+        self.out_head = head;
+        let Ok(ids) = store.get_many(&positions).await else {
+            return;
+        };
+        let records: Vec<String> = ids
+            .into_iter()
+            .flatten()
+            .filter_map(|b| String::from_utf8(b).ok())
+            .map(|id| keys::record(&id))
+            .collect();
+        let Ok(records) = store.get_many(&records).await else {
+            return;
+        };
+        for r in records
+            .into_iter()
+            .flatten()
+            .filter_map(|r| serde_json::from_slice::<Record>(&r).ok())
+        {
+            if r.elicitation.status == Status::Pending {
+                self.deadlines
+                    .insert((r.elicitation.expires_at.0, r.elicitation.id));
+            }
+        }
+    }
+
+    /// Writes the pending frames; false if the client has gone.
+    async fn flush(&mut self) -> bool {
+        if self.out.is_empty() {
+            return true;
+        }
+        let bytes = std::mem::take(&mut self.out).into_bytes();
+        self.body.stream_writer.write_all(bytes).await.is_empty()
+    }
+}
+
+/// The instance's one loop over all its streams; it stops when it holds none.
+async fn hub(opts: StreamOptions) {
+    let store = SpinStore::open_default().await;
+    let mut streams: Vec<Live> = Vec::new();
+    let mut last_epoch = None;
+    let heartbeat = opts.heartbeat_seconds * 1000;
+    loop {
+        let Ok(store) = store.as_ref() else { break };
+        for job in HUB.with(|h| std::mem::take(&mut h.borrow_mut().incoming)) {
+            streams.push(Live::start(store, job, &opts).await);
+        }
+        if streams.is_empty() {
+            break;
+        }
+        // One read tells whether anything was appended anywhere since the last tick.
+        let epoch = store.get(keys::EPOCH).await.ok().flatten();
+        if last_epoch.as_ref() != Some(&epoch) {
             last_epoch = Some(epoch);
-            while changed || reader.has_hole() {
-                let batch = reader
-                    .next(&self.store, Timestamp::now(), BATCH)
-                    .await
-                    .map_err(|_| End)?;
-                for e in &batch {
-                    self.send(sse::event(e)).await?;
-                    let el = &e.elicitation;
-                    if e.kind == EventKind::Created && el.status == Status::Pending {
-                        deadlines.insert((el.expires_at.0, el.id.clone()));
-                    } else if e.kind != EventKind::Created {
-                        deadlines.retain(|(_, id)| *id != el.id);
+            let agents: Vec<String> = streams
+                .iter()
+                .map(|s| s.agent.clone())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let head_keys: Vec<String> = agents
+                .iter()
+                .flat_map(|a| [keys::log_head(a), keys::index_head(a, Role::Outbox)])
+                .collect();
+            if let Ok(values) = store.get_many(&head_keys).await {
+                let heads: HashMap<&str, (i64, i64)> = agents
+                    .iter()
+                    .zip(values.chunks(2))
+                    .map(|(a, v)| {
+                        (
+                            a.as_str(),
+                            (
+                                decode_counter(v[0].as_deref()),
+                                decode_counter(v[1].as_deref()),
+                            ),
+                        )
+                    })
+                    .collect();
+                for s in &mut streams {
+                    let (log_head, out_head) =
+                        heads.get(s.agent.as_str()).copied().unwrap_or_default();
+                    if log_head > s.reader.cursor() {
+                        s.dirty = true;
+                    }
+                    if out_head > s.out_head {
+                        s.follow_outbox(store, out_head).await;
                     }
                 }
-                if !batch.is_empty() {
-                    last_write = Timestamp::now();
-                }
-                if batch.len() < BATCH {
-                    break;
-                }
             }
-            // 2. Elicitations this agent asked since the last look: their deadlines matter too.
-            let oh = if changed {
-                self.outbox_head().await?
-            } else {
-                out_head
-            };
-            if oh > out_head {
-                deadlines.extend(self.new_outgoing(out_head, oh).await?);
-                out_head = oh;
+        }
+        let now = Timestamp::now();
+        for s in &mut streams {
+            if s.dirty || s.reader.has_hole() {
+                s.dirty = false;
+                s.deliver(store).await;
             }
-            // 3. Deadlines that passed: write the expiry (once, whoever gets there first), then deliver it.
-            let now = Timestamp::now();
-            let due: Vec<(u64, String)> = deadlines
+            // Deadlines that passed: write the expiry (once, whoever gets there first); the expired
+            // event is delivered from the log on the next tick.
+            let due: Vec<(u64, String)> = s
+                .deadlines
                 .iter()
                 .take_while(|(t, _)| *t <= now.0)
                 .cloned()
                 .collect();
-            if !due.is_empty() {
-                for d in &due {
-                    let _ = service::get(&self.store, &self.agent, &d.1, now).await;
-                    deadlines.remove(d);
-                }
-                last_epoch = None;
-                continue;
+            for d in due {
+                let _ = service::get(store, &s.agent, &d.1, now).await;
+                s.deadlines.remove(&d);
+                s.dirty = true;
             }
-            // 4. The natural end, so clients reconnect before a platform cuts the request.
-            if now >= end {
-                let _ = self.send(sse::closing(opts.retry_ms)).await;
-                return Ok(());
+            if now >= s.end {
+                s.out.push_str(&sse::closing(opts.retry_ms));
+                s.finished = true;
+            } else if s.out.is_empty() && s.last_write.millis_until(now) >= heartbeat {
+                s.out.push_str(sse::HEARTBEAT);
             }
-            // 5. Heartbeat while idle (it also finds out when the client has gone).
-            if last_write.millis_until(now) >= heartbeat {
-                self.send(sse::HEARTBEAT.to_string()).await?;
-                last_write = now;
+            if !s.out.is_empty() {
+                s.last_write = now;
             }
-            // 6. Sleep for a tick, or less if the next deadline, the heartbeat or the end comes sooner.
-            let mut until = end
-                .0
-                .min(last_write.0 + heartbeat)
-                .min(now.0 + opts.tick_ms);
-            if let Some((t, _)) = deadlines.first() {
-                until = until.min(*t);
-            }
-            sleep_ms(now.millis_until(Timestamp(until)).max(1)).await;
         }
+        let written = futures::future::join_all(streams.iter_mut().map(Live::flush)).await;
+        for (s, ok) in streams.iter_mut().zip(written) {
+            s.gone = !ok;
+        }
+        let (ended, open): (Vec<Live>, Vec<Live>) =
+            streams.into_iter().partition(|s| s.finished || s.gone);
+        streams = open;
+        for s in ended {
+            // Close the body, then report a clean end (no trailers) without holding up the loop.
+            let BodyWriter {
+                stream_writer,
+                result_writer,
+                ..
+            } = s.body;
+            drop(stream_writer);
+            spin_sdk::wasip3::spawn(async move {
+                let _ = result_writer.write(Ok(None)).await;
+            });
+        }
+        sleep_ms(opts.tick_ms).await;
     }
+    HUB.with(|h| h.borrow_mut().running = false);
 }
