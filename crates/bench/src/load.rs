@@ -170,7 +170,10 @@ async fn start_host(args: &RunArgs) -> anyhow::Result<Server> {
         .arg(root.join("spin.toml"))
         .args(["--listen", "127.0.0.1:0", "--state-dir"])
         .arg(state.path())
-        .args(["--component-concurrent-reuse", "events=10000"])
+        .args([
+            "--component-concurrent-reuse",
+            &format!("events={}", args.stream_reuse),
+        ])
         .args(["--variable", &format!("stream_tick_ms={}", args.tick_ms)])
         .args(["--variable", "legacy_poll_ms=1000"])
         .env("SPIN_VARIABLE_TOKEN_SECRET", "bench-secret")

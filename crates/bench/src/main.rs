@@ -65,6 +65,9 @@ pub struct RunArgs {
     /// `stream_tick_ms` of the app under test.
     #[arg(long, default_value_t = 5)]
     pub tick_ms: u64,
+    /// Streams one `events` instance may hold (`spin-local --component-concurrent-reuse events=N`).
+    #[arg(long, default_value_t = 128)]
+    pub stream_reuse: usize,
     /// Small, correctness-only run for CI: 10 agents, 2 s; fails unless every event arrives once.
     #[arg(long)]
     pub quick: bool,

@@ -383,6 +383,11 @@ pub async fn create<S: Store>(
             .set(&keys::index_entry(agent, role, n), id.as_bytes())
             .await?;
     }
+    // The requester's outbox moved: its stream needs the new deadline. Its shard counter says so
+    // (the global counter moves with the event append below).
+    store
+        .increment(&keys::epoch_shard(keys::shard(&elicitation.from)), 1)
+        .await?;
     log::append(
         store,
         &elicitation.to,

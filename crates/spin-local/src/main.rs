@@ -77,7 +77,8 @@ struct UpArgs {
     /// Requests one WASIp3 instance serves at the same time.
     #[arg(long, default_value_t = 16)]
     max_instance_concurrent_reuse_count: usize,
-    /// Per-component override of the concurrent reuse count (`component=N`), e.g. for a streaming gateway.
+    /// Per-component override of the concurrent reuse count (`component=N`), e.g. for a streaming
+    /// gateway; that component's instances may then also serve at least N requests in total.
     #[arg(long = "component-concurrent-reuse", value_parser = parse_key_value)]
     component_concurrent_reuse: Vec<(String, String)>,
     /// Milliseconds an instance may stay idle before it is dropped.

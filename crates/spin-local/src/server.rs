@@ -337,7 +337,9 @@ impl Server {
             tracing_compile(id, started.elapsed());
             let mut reuse = opts.reuse;
             if let Some(n) = opts.concurrent_reuse_overrides.get(id) {
+                // An instance meant to hold N requests at once may serve at least N in total.
                 reuse.max_instance_concurrent_reuse_count = *n;
+                reuse.max_instance_reuse_count = reuse.max_instance_reuse_count.max(*n);
             }
             let grants = Grants {
                 stores: stores.clone(),
