@@ -736,9 +736,7 @@ fn an_idempotent_retry_returns_the_original() {
     let other = json!({ "to": p.b, "message": "something else" });
     send(&p.ta, &other, "key-1").expect_problem(422);
     // The key is per agent.
-    let (c2, t2) = (agent("other"), ());
-    let _ = t2;
-    let tc = p.c.token(&c2);
+    let tc = p.c.token(&agent("other"));
     assert_ne!(send(&tc, &body, "key-1").expect(201)["id"], original["id"]);
     let inbox =
         p.c.get(&format!("/v1/agents/{}/elicitations", p.b), Some(&p.tb))

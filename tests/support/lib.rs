@@ -146,11 +146,9 @@ impl Host {
                 if let Some(l) = log.as_mut() {
                     let _ = writeln!(l, "{line}");
                 }
-                if !sent {
-                    if let Some(url) = line.strip_prefix("Serving ") {
-                        let _ = tx.send(url.trim().to_string());
-                        sent = true;
-                    }
+                if !sent && let Some(url) = line.strip_prefix("Serving ") {
+                    let _ = tx.send(url.trim().to_string());
+                    sent = true;
                 }
             }
         });

@@ -59,10 +59,10 @@ async fn handle(
             n.unwrap_or(0),
             String::from_utf8_lossy(&body)
         ));
-        if let Ok(mut s) = subs.lock() {
-            if let Some(list) = s.get_mut(&agent) {
-                list.retain(|tx| tx.send(frame.clone()).is_ok());
-            }
+        if let Ok(mut s) = subs.lock()
+            && let Some(list) = s.get_mut(&agent)
+        {
+            list.retain(|tx| tx.send(frame.clone()).is_ok());
         }
         return full(202, "");
     }

@@ -157,7 +157,9 @@ async fn spawn(mut cmd: Command) -> anyhow::Result<Server> {
 
 async fn start_host(args: &RunArgs) -> anyhow::Result<Server> {
     let root = repo_root();
-    let bin = root.join("target/release/spin-local");
+    // SPIN_LOCAL_BIN points at another build of the host (e.g. one with symbols, for profiling).
+    let bin = std::env::var_os("SPIN_LOCAL_BIN")
+        .map_or_else(|| root.join("target/release/spin-local"), PathBuf::from);
     anyhow::ensure!(
         bin.exists(),
         "{} is missing: build it with `cargo build --release`",

@@ -10,7 +10,6 @@
 //! | `ix/<agent>/<in\|out>/<n>` | the elicitation id at position `n` |
 //! | `idem/<agent>/<sha256(key)>` | an idempotency record (JSON) |
 //! | `epoch` | a counter every event append bumps: one cheap read tells a poller whether anything changed |
-//! | `epoch/<shard>` | the same per shard of agents ([`SHARDS`], by a hash of the agent id): which agents to look at |
 
 /// The record of elicitation `id`.
 pub fn record(id: &str) -> String {
@@ -62,19 +61,3 @@ pub fn idempotency(agent: &str, key_hash: &str) -> String {
 
 /// The global change counter.
 pub const EPOCH: &str = "epoch";
-
-/// How many shards the change counters are split into.
-pub const SHARDS: u32 = 64;
-
-/// The shard of `agent` (FNV-1a of the id, modulo [`SHARDS`]).
-pub fn shard(agent: &str) -> u32 {
-    let hash = agent.bytes().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    });
-    hash % SHARDS
-}
-
-/// The change counter of shard `n`.
-pub fn epoch_shard(n: u32) -> String {
-    format!("epoch/{n}")
-}

@@ -5,8 +5,6 @@
 //! bumps the global [`EPOCH`](keys::EPOCH). A [`Reader`] delivers strictly in sequence: it reads up to
 //! the head and stops at the first slot whose event is not written yet (its writer is between the two
 //! steps), so nothing is skipped and nothing is delivered twice; a cursor is the last sequence read.
-//! The agent's shard counter (`epoch/<shard>`) moves with the global one, so a poller can tell which
-//! agents to look at.
 //!
 //! A writer that dies between the two steps (a killed host, a trap) would leave its slot empty for
 //! ever and stall every reader. So a reader that has seen the same empty slot for [`HOLE_GRACE_MS`]
@@ -77,11 +75,6 @@ pub async fn append<S: Store>(
         {
             continue; // a reader gave this slot up for lost: take the next one
         }
-        // The agent's shard first, then the global counter: whoever sees the global one move also
-        // sees the shard that moved.
-        store
-            .increment(&keys::epoch_shard(keys::shard(agent)), 1)
-            .await?;
         store.increment(keys::EPOCH, 1).await?;
         if sequence > RETAINED {
             store

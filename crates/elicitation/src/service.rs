@@ -176,10 +176,10 @@ fn parse_create(body: &[u8]) -> Result<Draft, Error> {
     let url = map.get("url").cloned();
     match mode {
         Mode::Form => {
-            if let Some(s) = &requested_schema {
-                if let Err(mut e) = schema::validate_schema(s) {
-                    errors.append(&mut e);
-                }
+            if let Some(s) = &requested_schema
+                && let Err(mut e) = schema::validate_schema(s)
+            {
+                errors.append(&mut e);
             }
             if url.is_some() {
                 errors.push(field("/url", "only allowed with mode \"url\""));
@@ -362,13 +362,13 @@ pub async fn create<S: Store>(
         .await?
     {
         // Only a concurrent twin with the same Idempotency-Key can get here first.
-        if idem_key.is_some() {
-            if let Ok(existing) = serde_json::from_slice::<Record>(&raw) {
-                return Ok(Created {
-                    elicitation: existing.elicitation,
-                    replayed: true,
-                });
-            }
+        if idem_key.is_some()
+            && let Ok(existing) = serde_json::from_slice::<Record>(&raw)
+        {
+            return Ok(Created {
+                elicitation: existing.elicitation,
+                replayed: true,
+            });
         }
         return Err(Error::Storage(format!(
             "elicitation id {id} already exists"
@@ -383,11 +383,6 @@ pub async fn create<S: Store>(
             .set(&keys::index_entry(agent, role, n), id.as_bytes())
             .await?;
     }
-    // The requester's outbox moved: its stream needs the new deadline. Its shard counter says so
-    // (the global counter moves with the event append below).
-    store
-        .increment(&keys::epoch_shard(keys::shard(&elicitation.from)), 1)
-        .await?;
     log::append(
         store,
         &elicitation.to,
@@ -475,8 +470,7 @@ async fn load_for<S: Store>(
     }
 }
 
-/// Writes the expiry of `id` if it is due and returns the elicitation as it is now.
-/// Used by readers that are not a party (the stream poller acts for the party it serves).
+/// Elicitation `id` as `actor` (a party to it) sees it now; writes the expiry first if it is due.
 pub async fn get<S: Store>(
     store: &S,
     actor: &str,

@@ -174,7 +174,7 @@ fn up(args: &UpArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let (stores, notes) = Stores::open(&runtime_config, &config_dir, &state_dir)?;
-        let server = Server::prepare(&app, stores, &variables, &opts)?;
+        let server = Server::prepare(&app, &stores, &variables, &opts)?;
         for n in notes {
             eprintln!("{n}");
         }

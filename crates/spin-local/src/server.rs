@@ -208,6 +208,10 @@ impl HandlerState for Handler {
     type WorkerExpiration = Expiry;
     type WorkerState = Worker;
 
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "the trait asks for an explicitly Send future"
+    )]
     fn instantiate(
         &self,
     ) -> impl Future<Output = wasmtime::Result<Instance<HostState, Expiry, Worker>>> + Send {
@@ -281,7 +285,7 @@ impl Server {
     /// Compiles every component and opens every store; prints what `spin up` prints first.
     pub fn prepare(
         app: &App,
-        stores: Stores,
+        stores: &Stores,
         variables: &Variables,
         opts: &ServeOptions,
     ) -> anyhow::Result<Self> {

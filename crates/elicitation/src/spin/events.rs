@@ -271,133 +271,102 @@ async fn hub(opts: StreamOptions) {
     let store = SpinStore::open_default().await;
     let mut streams: Vec<Live> = Vec::new();
     let mut last_epoch = None;
-    let mut last_shards: Vec<Option<Vec<u8>>> = Vec::new();
-    let shard_keys: Vec<String> = (0..keys::SHARDS).map(keys::epoch_shard).collect();
     let heartbeat = opts.heartbeat_seconds * 1000;
-    // The earliest time any stream has a deadline, heartbeat or end due.
-    let mut next_due = 0_u64;
     loop {
         let Ok(store) = store.as_ref() else { break };
         for job in HUB.with(|h| std::mem::take(&mut h.borrow_mut().incoming)) {
             streams.push(Live::start(store, job, &opts).await);
-            next_due = 0;
         }
         if streams.is_empty() {
             break;
         }
-        // One read tells whether anything was appended anywhere since the last tick; only then the
-        // shard counters say which agents, and only their heads are read.
+        // One read tells whether anything was appended anywhere since the last tick.
         let epoch = store.get(keys::EPOCH).await.ok().flatten();
         if last_epoch.as_ref() != Some(&epoch) {
             last_epoch = Some(epoch);
-            if let Ok(shards) = store.get_many(&shard_keys).await {
-                let moved: Vec<bool> = shards
+            let agents: Vec<String> = streams
+                .iter()
+                .map(|s| s.agent.clone())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let head_keys: Vec<String> = agents
+                .iter()
+                .flat_map(|a| [keys::log_head(a), keys::index_head(a, Role::Outbox)])
+                .collect();
+            if let Ok(values) = store.get_many(&head_keys).await {
+                let heads: HashMap<&str, (i64, i64)> = agents
                     .iter()
-                    .enumerate()
-                    .map(|(i, v)| last_shards.get(i) != Some(v))
-                    .collect();
-                last_shards = shards;
-                let agents: Vec<String> = streams
-                    .iter()
-                    .filter(|s| moved[keys::shard(&s.agent) as usize])
-                    .map(|s| s.agent.clone())
-                    .collect::<BTreeSet<_>>()
-                    .into_iter()
-                    .collect();
-                let head_keys: Vec<String> = agents
-                    .iter()
-                    .flat_map(|a| [keys::log_head(a), keys::index_head(a, Role::Outbox)])
-                    .collect();
-                if let Ok(values) = store.get_many(&head_keys).await {
-                    let heads: HashMap<&str, (i64, i64)> = agents
-                        .iter()
-                        .zip(values.chunks(2))
-                        .map(|(a, v)| {
+                    .zip(values.chunks(2))
+                    .map(|(a, v)| {
+                        (
+                            a.as_str(),
                             (
-                                a.as_str(),
-                                (
-                                    decode_counter(v[0].as_deref()),
-                                    decode_counter(v[1].as_deref()),
-                                ),
-                            )
-                        })
-                        .collect();
-                    for s in &mut streams {
-                        let Some(&(log_head, out_head)) = heads.get(s.agent.as_str()) else {
-                            continue;
-                        };
-                        if log_head > s.reader.cursor() {
-                            s.dirty = true;
-                        }
-                        if out_head > s.out_head {
-                            s.follow_outbox(store, out_head).await;
-                            next_due = 0;
-                        }
+                                decode_counter(v[0].as_deref()),
+                                decode_counter(v[1].as_deref()),
+                            ),
+                        )
+                    })
+                    .collect();
+                for s in &mut streams {
+                    let (log_head, out_head) =
+                        heads.get(s.agent.as_str()).copied().unwrap_or_default();
+                    if log_head > s.reader.cursor() {
+                        s.dirty = true;
+                    }
+                    if out_head > s.out_head {
+                        s.follow_outbox(store, out_head).await;
                     }
                 }
             }
         }
         let now = Timestamp::now();
-        let busy = now.0 >= next_due || streams.iter().any(|s| s.dirty || s.reader.has_hole());
-        if busy {
-            next_due = u64::MAX;
-            for s in &mut streams {
-                if s.dirty || s.reader.has_hole() {
-                    s.dirty = false;
-                    s.deliver(store).await;
-                }
-                // Deadlines that passed: write the expiry (once, whoever gets there first); the
-                // expired event is delivered from the log on the next tick.
-                while let Some(d) = s.deadlines.first().filter(|(t, _)| *t <= now.0).cloned() {
-                    let _ = service::get(store, &s.agent, &d.1, now).await;
-                    s.deadlines.remove(&d);
-                    s.dirty = true;
-                }
-                if now >= s.end {
-                    s.out.push_str(&sse::closing(opts.retry_ms));
-                    s.finished = true;
-                } else if s.out.is_empty() && s.last_write.millis_until(now) >= heartbeat {
-                    s.out.push_str(sse::HEARTBEAT);
-                }
-                if !s.out.is_empty() {
-                    s.last_write = now;
-                }
-                let due = s.deadlines.first().map_or(u64::MAX, |(t, _)| *t);
-                next_due = next_due
-                    .min(due)
-                    .min(s.end.0)
-                    .min(s.last_write.0 + heartbeat);
+        for s in &mut streams {
+            if s.dirty || s.reader.has_hole() {
+                s.dirty = false;
+                s.deliver(store).await;
             }
-            if streams.iter().any(|s| s.dirty) {
-                next_due = 0;
+            // Deadlines that passed: write the expiry (once, whoever gets there first); the expired
+            // event is delivered from the log on the next tick.
+            let due: Vec<(u64, String)> = s
+                .deadlines
+                .iter()
+                .take_while(|(t, _)| *t <= now.0)
+                .cloned()
+                .collect();
+            for d in due {
+                let _ = service::get(store, &s.agent, &d.1, now).await;
+                s.deadlines.remove(&d);
+                s.dirty = true;
             }
-            let pending: Vec<&mut Live> =
-                streams.iter_mut().filter(|s| !s.out.is_empty()).collect();
-            if !pending.is_empty() {
-                let written = futures::future::join_all(pending.into_iter().map(|s| async move {
-                    let ok = s.flush().await;
-                    s.gone = !ok;
-                }))
-                .await;
-                drop(written);
+            if now >= s.end {
+                s.out.push_str(&sse::closing(opts.retry_ms));
+                s.finished = true;
+            } else if s.out.is_empty() && s.last_write.millis_until(now) >= heartbeat {
+                s.out.push_str(sse::HEARTBEAT);
             }
-            if streams.iter().any(|s| s.finished || s.gone) {
-                let (ended, open): (Vec<Live>, Vec<Live>) =
-                    streams.into_iter().partition(|s| s.finished || s.gone);
-                streams = open;
-                for s in ended {
-                    // Close the body, then report a clean end (no trailers) without holding up the loop.
-                    let BodyWriter {
-                        stream_writer,
-                        result_writer,
-                        ..
-                    } = s.body;
-                    drop(stream_writer);
-                    spin_sdk::wasip3::spawn(async move {
-                        let _ = result_writer.write(Ok(None)).await;
-                    });
-                }
+            if !s.out.is_empty() {
+                s.last_write = now;
             }
+        }
+        let written = futures::future::join_all(streams.iter_mut().map(Live::flush)).await;
+        for (s, ok) in streams.iter_mut().zip(written) {
+            s.gone = !ok;
+        }
+        let (ended, open): (Vec<Live>, Vec<Live>) =
+            streams.into_iter().partition(|s| s.finished || s.gone);
+        streams = open;
+        for s in ended {
+            // Close the body, then report a clean end (no trailers) without holding up the loop.
+            let BodyWriter {
+                stream_writer,
+                result_writer,
+                ..
+            } = s.body;
+            drop(stream_writer);
+            spin_sdk::wasip3::spawn(async move {
+                let _ = result_writer.write(Ok(None)).await;
+            });
         }
         sleep_ms(opts.tick_ms).await;
     }
