@@ -59,6 +59,9 @@ pub struct ServeOptions {
     pub max_instances: u32,
 }
 
+/// Set once the server stops accepting: instances cancelled by the shutdown are not errors.
+pub static SHUTTING_DOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Per-instance host state.
 pub struct HostState {
     table: ResourceTable,
@@ -189,7 +192,9 @@ impl WorkerState for Worker {
     }
 
     fn drop(&self, _store: Store<HostState>, result: wasmtime::Result<()>) {
-        if let Err(e) = result {
+        if let Err(e) = result
+            && !SHUTTING_DOWN.load(std::sync::atomic::Ordering::Relaxed)
+        {
             eprintln!(
                 "component {:?}: instance ended with an error: {e:#}",
                 self.component
@@ -438,6 +443,7 @@ impl Server {
                     .await;
             });
         }
+        SHUTTING_DOWN.store(true, std::sync::atomic::Ordering::Relaxed);
         eprintln!("Shutting down");
         Ok(())
     }
