@@ -25,6 +25,14 @@ fn pair() -> Pair {
     Pair { c, a, b, ta, tb }
 }
 
+/// How many elicitations the answerer's inbox lists.
+fn inbox_len(p: &Pair) -> usize {
+    let inbox =
+        p.c.get(&format!("/v1/agents/{}/elicitations", p.b), Some(&p.tb))
+            .expect(200);
+    inbox["items"].as_array().map_or(0, Vec::len)
+}
+
 fn id_of(v: &Value) -> String {
     v["id"].as_str().expect("id").to_string()
 }
@@ -107,10 +115,7 @@ fn every_route_needs_a_valid_token() {
     let detail = p.c.get(&routes[1].1, Some(&expired)).expect_problem(401)["detail"].clone();
     assert_eq!(detail, "token expired");
     // Nothing was created by any of those requests.
-    let inbox =
-        p.c.get(&format!("/v1/agents/{}/elicitations", p.b), Some(&p.tb))
-            .expect(200);
-    assert_eq!(inbox["items"].as_array().unwrap().len(), 1);
+    assert_eq!(inbox_len(&p), 1);
 }
 
 #[test]
@@ -380,10 +385,7 @@ fn schemas_outside_the_subset_are_rejected_with_the_offending_pointer() {
         .collect();
     p.c.create(&p.ta, &json!({ "to": p.b, "message": "m", "requestedSchema": { "type": "object", "properties": props } }));
     // Only the one valid create above reached the inbox.
-    let inbox =
-        p.c.get(&format!("/v1/agents/{}/elicitations", p.b), Some(&p.tb))
-            .expect(200);
-    assert_eq!(inbox["items"].as_array().unwrap().len(), 1);
+    assert_eq!(inbox_len(&p), 1);
 }
 
 #[test]
@@ -738,10 +740,7 @@ fn an_idempotent_retry_returns_the_original() {
     // The key is per agent.
     let tc = p.c.token(&agent("other"));
     assert_ne!(send(&tc, &body, "key-1").expect(201)["id"], original["id"]);
-    let inbox =
-        p.c.get(&format!("/v1/agents/{}/elicitations", p.b), Some(&p.tb))
-            .expect(200);
-    assert_eq!(inbox["items"].as_array().unwrap().len(), 2);
+    assert_eq!(inbox_len(&p), 2);
 }
 
 #[test]
@@ -806,10 +805,7 @@ fn bad_input_gets_a_precise_4xx_and_changes_nothing() {
     }
     // 4000 characters (multi-byte ones count once) is fine.
     p.c.create(&p.ta, &json!({ "to": p.b, "message": "é".repeat(4000) }));
-    let inbox =
-        p.c.get(&format!("/v1/agents/{}/elicitations", p.b), Some(&p.tb))
-            .expect(200);
-    assert_eq!(inbox["items"].as_array().unwrap().len(), 1);
+    assert_eq!(inbox_len(&p), 1);
     assert_eq!(events(&p.c, &p.tb, &p.b, 0).len(), 1);
     // Wrong methods.
     let r =

@@ -188,6 +188,15 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A whole number of seconds from 0 to `max` in query parameter `name`.
+fn seconds_param(name: &str, value: &str, max: u64) -> Result<u64, Error> {
+    value
+        .parse()
+        .ok()
+        .filter(|n| *n <= max)
+        .ok_or_else(|| Error::BadRequest(format!("{name} must be 0 to {max} seconds")))
+}
+
 /// `POST /v1/tokens` (component `tokens`).
 pub fn tokens(req: &Request, secrets: &Secrets, now: Timestamp) -> Response {
     respond((|| {
@@ -352,16 +361,7 @@ where
             for (k, v) in query_pairs(&req.query) {
                 match k.as_str() {
                     "wait" => {
-                        let secs: u64 = v
-                            .parse()
-                            .ok()
-                            .filter(|n| *n <= MAX_WAIT_SECONDS)
-                            .ok_or_else(|| {
-                                Error::BadRequest(format!(
-                                    "wait must be 0 to {MAX_WAIT_SECONDS} seconds"
-                                ))
-                            })?;
-                        wait_ms = secs * 1000;
+                        wait_ms = seconds_param("wait", &v, MAX_WAIT_SECONDS)? * 1000;
                     }
                     _ => return Err(Error::BadRequest(format!("unknown query parameter {k:?}"))),
                 }
@@ -427,15 +427,7 @@ where
                     })?;
             }
             "timeout" => {
-                timeout = v
-                    .parse()
-                    .ok()
-                    .filter(|n| *n <= MAX_LEGACY_TIMEOUT_SECONDS)
-                    .ok_or_else(|| {
-                        Error::BadRequest(format!(
-                            "timeout must be 0 to {MAX_LEGACY_TIMEOUT_SECONDS} seconds"
-                        ))
-                    })?;
+                timeout = seconds_param("timeout", &v, MAX_LEGACY_TIMEOUT_SECONDS)?;
             }
             _ => return Err(Error::BadRequest(format!("unknown query parameter {k:?}"))),
         }
