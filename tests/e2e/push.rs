@@ -182,9 +182,17 @@ fn follow(
                 "",
             );
             connections += 1;
+            let opened = Instant::now();
+            let (mut status_ok, mut ready) = (false, false);
             loop {
+                // A stream that answered 200 must open with its ready frame promptly.
+                assert!(
+                    !status_ok || ready || opened.elapsed() < Duration::from_secs(5),
+                    "a stream answered 200 but sent no ready frame within 5 s"
+                );
                 match s.next(Duration::from_millis(300)) {
                     Some(SseMsg::Event(e)) if e.event == "ready" => {
+                        ready = true;
                         assert_eq!(
                             Some(&e.id),
                             last.as_ref(),
@@ -197,7 +205,7 @@ fn follow(
                         got.push(e);
                         quiet_since = None;
                     }
-                    Some(SseMsg::Status(200)) => {}
+                    Some(SseMsg::Status(200)) => status_ok = true,
                     Some(SseMsg::Status(s)) => panic!("status {s}"),
                     Some(SseMsg::Closed) => break,
                     None => {

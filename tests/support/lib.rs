@@ -111,7 +111,12 @@ impl Host {
             &state_dir,
             extra.iter().map(|s| s.to_string()).collect(),
         );
-        host._temp = Some(temp);
+        // E2E_KEEP_STATE=1 keeps every host's state directory (logs, store) for a post-mortem.
+        if std::env::var_os("E2E_KEEP_STATE").is_some() {
+            eprintln!("state of {} kept in {}", host.base, temp.keep().display());
+        } else {
+            host._temp = Some(temp);
+        }
         host
     }
 

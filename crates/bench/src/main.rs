@@ -10,7 +10,7 @@
 //! request as soon as it is told of it. Measured on one process clock: *delivery* (create request sent
 //! → addressee's event received) and *round trip* (create request sent → requester's answered event
 //! received). Servers run as child processes on a fresh state directory; their CPU time and RSS come
-//! from `/proc`. Nothing is simulated: a number in the report is a number this run measured.
+//! from `/proc`. Every number in the report is a number this run measured.
 
 mod floor;
 mod load;

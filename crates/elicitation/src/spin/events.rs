@@ -268,6 +268,15 @@ impl Live {
 
 /// The instance's one loop over all its streams; it stops when it holds none.
 async fn hub(opts: StreamOptions) {
+    // However the hub ends — its loop finishing, or its task being dropped by the host — the next
+    // stream request must find it not running and start a new one for the queued streams.
+    struct Running;
+    impl Drop for Running {
+        fn drop(&mut self) {
+            HUB.with(|h| h.borrow_mut().running = false);
+        }
+    }
+    let _running = Running;
     let store = SpinStore::open_default().await;
     let mut streams: Vec<Live> = Vec::new();
     let mut last_epoch = None;
@@ -370,5 +379,4 @@ async fn hub(opts: StreamOptions) {
         }
         sleep_ms(opts.tick_ms).await;
     }
-    HUB.with(|h| h.borrow_mut().running = false);
 }
