@@ -80,7 +80,8 @@ thread_local! {
     static HUB: RefCell<Hub> = RefCell::new(Hub::default());
 }
 
-fn problem(resp: api::Response) -> WasiResponse {
+/// Converts a plain response (an error, here) into the WASI response this handler returns.
+fn to_wasi(resp: api::Response) -> WasiResponse {
     match into_response(resp).into_response() {
         Ok(r) => r,
         Err(_) => {
@@ -90,6 +91,10 @@ fn problem(resp: api::Response) -> WasiResponse {
     }
 }
 
+fn internal(what: &str) -> api::Response {
+    api::Response::problem(&crate::Error::Storage(what.to_string()))
+}
+
 /// Serves one event-stream request: checks it, opens the body and gives it to the hub.
 pub async fn serve(req: Request) -> WasiResponse {
     let (req, secrets, store) = match prepare(req).await {
@@ -97,16 +102,16 @@ pub async fn serve(req: Request) -> WasiResponse {
         Err(resp) => {
             return resp
                 .into_response()
-                .unwrap_or_else(|_| problem(api::Response::json(500, &())));
+                .unwrap_or_else(|_| to_wasi(internal("response")));
         }
     };
     let start = match api::open_stream(&req, &secrets, Timestamp::now()) {
         Ok(s) => s,
-        Err(resp) => return problem(resp),
+        Err(resp) => return to_wasi(resp),
     };
     let head = match log::head(&store, &start.agent).await {
         Ok(h) => h,
-        Err(e) => return problem(api::Response::problem(&e.into())),
+        Err(e) => return to_wasi(api::Response::problem(&e.into())),
     };
     let opts = StreamOptions::load().await;
     let headers = [
@@ -116,7 +121,7 @@ pub async fn serve(req: Request) -> WasiResponse {
     ]
     .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()));
     let Ok(fields) = Fields::from_list(&headers) else {
-        return problem(api::Response::json(500, &()));
+        return to_wasi(internal("stream headers"));
     };
     let (body, body_rx, result_rx) = BodyWriter::new();
     let (response, _sent) = WasiResponse::new(fields, Some(body_rx), result_rx);
