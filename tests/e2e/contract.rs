@@ -33,6 +33,15 @@ fn inbox_len(p: &Pair) -> usize {
     inbox["items"].as_array().map_or(0, Vec::len)
 }
 
+/// The `key` field of every object in the array `list`.
+fn strings<'a>(list: &'a Value, key: &str) -> Vec<&'a str> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e[key].as_str().unwrap_or(""))
+        .collect()
+}
+
 fn id_of(v: &Value) -> String {
     v["id"].as_str().expect("id").to_string()
 }
@@ -283,12 +292,7 @@ fn every_schema_keyword_of_the_mcp_subset_is_accepted_and_enforced() {
     let problem =
         p.c.answer(&p.tb, &id, &json!({ "action": "accept", "content": {} }))
             .expect_problem(422);
-    let pointers: Vec<&str> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["pointer"].as_str().unwrap())
-        .collect();
+    let pointers = strings(&problem["errors"], "pointer");
     assert_eq!(pointers, ["/content/name", "/content/ok"]);
     // Still pending after every rejected answer.
     assert_eq!(
@@ -364,12 +368,7 @@ fn schemas_outside_the_subset_are_rejected_with_the_offending_pointer() {
             &json!({ "to": p.b, "message": "m", "requestedSchema": schema }),
         );
         let problem = r.expect_problem(422);
-        let pointers: Vec<&str> = problem["errors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["pointer"].as_str().unwrap())
-            .collect();
+        let pointers = strings(&problem["errors"], "pointer");
         assert!(
             pointers.iter().any(|p| p.starts_with(pointer)),
             "expected {pointer} for {schema}: {problem}"
@@ -661,12 +660,7 @@ fn expiry_is_exact_at_the_deadline_without_a_sweeper() {
     let history =
         p.c.get(&format!("/v1/elicitations/{id}/history"), Some(&p.tb))
             .expect(200);
-    let kinds: Vec<&str> = history["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    let kinds = strings(&history["events"], "type");
     assert_eq!(kinds, ["elicitation.created", "elicitation.expired"]);
     for (token, who) in [(&p.ta, &p.a), (&p.tb, &p.b)] {
         let expired = all_events(&p.c, token, who)
