@@ -118,11 +118,6 @@ impl Response {
         }
         r
     }
-
-    /// The body as JSON (for tests).
-    pub fn json_body(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
 }
 
 fn respond(result: Result<Response, Error>) -> Response {

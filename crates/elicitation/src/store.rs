@@ -68,11 +68,6 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
     }
-
-    /// Every key, sorted (for tests).
-    pub fn keys(&self) -> Vec<String> {
-        self.map.borrow().keys().cloned().collect()
-    }
 }
 
 impl Store for MemoryStore {
