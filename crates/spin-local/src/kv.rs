@@ -14,6 +14,8 @@ use anyhow::{Context, bail};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use serde::Deserialize;
 
+use crate::stats::{Counted, KvStats};
+
 /// Errors a backend reports to the guest as `other(..)`.
 pub type KvResult<T> = Result<T, String>;
 
@@ -182,6 +184,14 @@ impl KvBackend for SqliteKv {
     }
 }
 
+/// Spin's table.
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS spin_key_value (
+    store TEXT NOT NULL,
+    key   TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (store, key)
+);";
+
 /// Opens (creating if needed) a SQLite key-value file with Spin's schema.
 fn open_sqlite(path: &Path) -> anyhow::Result<Arc<Mutex<Connection>>> {
     if let Some(dir) = path.parent() {
@@ -189,16 +199,8 @@ fn open_sqlite(path: &Path) -> anyhow::Result<Arc<Mutex<Connection>>> {
     }
     let conn = Connection::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = NORMAL;
-         CREATE TABLE IF NOT EXISTS spin_key_value (
-           store TEXT NOT NULL,
-           key   TEXT NOT NULL,
-           value BLOB NOT NULL,
-           PRIMARY KEY (store, key)
-         );",
-    )?;
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
+    conn.execute_batch(SCHEMA)?;
     Ok(Arc::new(Mutex::new(conn)))
 }
 
@@ -304,6 +306,30 @@ impl Stores {
     pub fn contains(&self, label: &str) -> bool {
         self.by_label.contains_key(label)
     }
+
+    /// The same stores, each counting its operations into `stats`.
+    pub fn counted(&self, stats: &Arc<KvStats>) -> Self {
+        let by_label = self
+            .by_label
+            .iter()
+            .map(|(label, b)| {
+                let counted: Arc<dyn KvBackend> = Arc::new(Counted::new(b.clone(), stats.clone()));
+                (label.clone(), counted)
+            })
+            .collect();
+        Self { by_label }
+    }
+}
+
+/// A private in-memory SQLite store, for tests.
+#[cfg(test)]
+pub fn memory() -> Arc<dyn KvBackend> {
+    let conn = Connection::open_in_memory().unwrap();
+    conn.execute_batch(SCHEMA).unwrap();
+    Arc::new(SqliteKv {
+        conn: Arc::new(Mutex::new(conn)),
+        label: "default".into(),
+    })
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 //! - [`manifest`] reads the manifest strictly; [`variables`] resolves application variables;
 //! - [`routes`] implements Spin's HTTP routing; [`server`] runs the components on wasmtime with
 //!   instance reuse and sets Spin's request headers;
-//! - [`capabilities`] implements the Spin interfaces in `wit/` over the stores of [`kv`].
+//! - [`capabilities`] implements the Spin interfaces in `wit/` over the stores of [`kv`];
+//! - [`stats`] counts store operations, requests and instances for `/.well-known/spin/stats`.
 //!
 //! `spin-local build` runs each component's `[component.<id>.build]` command; `--up` then serves.
 
@@ -14,6 +15,7 @@ mod kv;
 mod manifest;
 mod routes;
 mod server;
+mod stats;
 mod variables;
 
 use std::collections::BTreeMap;
@@ -81,6 +83,11 @@ struct UpArgs {
     /// gateway; that component's instances may then also serve at least N requests in total.
     #[arg(long = "component-concurrent-reuse", value_parser = parse_key_value)]
     component_concurrent_reuse: Vec<(String, String)>,
+    /// Per-component cap on the instances that accept requests (`component=N`; default: no cap).
+    /// Requests wait for room in an existing instance instead of starting another, so a streaming
+    /// gateway keeps its streams together and one loop polls for all of them.
+    #[arg(long = "component-max-instances", value_parser = parse_key_value)]
+    component_max_instances: Vec<(String, String)>,
     /// Milliseconds an instance may stay idle before it is dropped.
     #[arg(long, default_value_t = 1000)]
     idle_instance_timeout_ms: u64,
@@ -149,16 +156,23 @@ fn up(args: &UpArgs) -> anyhow::Result<()> {
     let variables = Variables::resolve(&app.manifest.variables, &overrides, |k| {
         std::env::var(k).ok()
     })?;
-    let mut concurrent_reuse_overrides = BTreeMap::new();
-    for (id, n) in &args.component_concurrent_reuse {
-        if !app.manifest.component.contains_key(id) {
-            bail!("--component-concurrent-reuse names unknown component {id:?}");
+    let per_component = |option: &str, pairs: &[(String, String)]| {
+        let mut map = BTreeMap::new();
+        for (id, n) in pairs {
+            if !app.manifest.component.contains_key(id) {
+                bail!("--{option} names unknown component {id:?}");
+            }
+            let n: usize = n.parse().with_context(|| format!("--{option} {id}={n}"))?;
+            map.insert(id.clone(), n.max(1));
         }
-        let n: usize = n
-            .parse()
-            .with_context(|| format!("--component-concurrent-reuse {id}={n}"))?;
-        concurrent_reuse_overrides.insert(id.clone(), n.max(1));
-    }
+        Ok(map)
+    };
+    let concurrent_reuse_overrides = per_component(
+        "component-concurrent-reuse",
+        &args.component_concurrent_reuse,
+    )?;
+    let max_instances_per_component =
+        per_component("component-max-instances", &args.component_max_instances)?;
     let opts = ServeOptions {
         listen: args.listen,
         state_dir: state_dir.clone(),
@@ -168,6 +182,7 @@ fn up(args: &UpArgs) -> anyhow::Result<()> {
             idle_instance_timeout: Duration::from_millis(args.idle_instance_timeout_ms),
         },
         concurrent_reuse_overrides,
+        max_instances_per_component,
         max_instances: args.max_instances.max(16),
     };
 

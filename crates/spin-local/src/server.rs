@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -22,8 +23,8 @@ use wasmtime::{Config, Engine, Store, StoreContextMut};
 use wasmtime_wasi::cli::OutputFile;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::handler::{
-    HandlerState, Instance, Proxy, ProxyHandler, ShouldAccept, WorkerExpiration, WorkerState,
-    WorkerStatus,
+    HandlerState, Instance, InstantiationError, Proxy, ProxyHandler, ShouldAccept,
+    WorkerExpiration, WorkerState, WorkerStatus,
 };
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
@@ -32,6 +33,7 @@ use crate::capabilities::{self, CapabilityView, Grants};
 use crate::kv::Stores;
 use crate::manifest::{App, RouteDecl};
 use crate::routes::{Route, Router};
+use crate::stats::{ComponentStats, Stats};
 use crate::variables::Variables;
 
 /// How WASIp3 instances are reused (Spin 4's `spin up` options of the same names).
@@ -55,6 +57,8 @@ pub struct ServeOptions {
     pub reuse: Reuse,
     /// Per-component overrides of `max_instance_concurrent_reuse_count`.
     pub concurrent_reuse_overrides: BTreeMap<String, usize>,
+    /// Per-component caps on instances that accept requests.
+    pub max_instances_per_component: BTreeMap<String, usize>,
     /// Instances the pooling allocator reserves room for.
     pub max_instances: u32,
 }
@@ -165,7 +169,61 @@ impl WorkerExpiration for Expiry {
 struct Worker {
     reuse: Reuse,
     component: Arc<str>,
+    stats: Arc<ComponentStats>,
+    cap: Arc<InstanceCap>,
+    /// Set once the instance stops taking requests for good (its place under the cap is free).
+    retired: AtomicBool,
 }
+
+impl Worker {
+    fn retire(&self) {
+        if !self.retired.swap(true, Relaxed) {
+            self.cap.release();
+        }
+    }
+}
+
+/// How many instances of a component may accept requests at once.
+struct InstanceCap {
+    limit: Option<usize>,
+    accepting: AtomicUsize,
+    /// Requests of a capped component being handed in at once (until their response head): the
+    /// others wait here in order instead of all retrying against a busy instance.
+    admission: tokio::sync::Semaphore,
+}
+
+/// Requests of a capped component handed in at once.
+const ADMISSION: usize = 4;
+
+impl InstanceCap {
+    /// Takes a place for a new instance, if there is one.
+    fn acquire(&self) -> bool {
+        let Some(limit) = self.limit else {
+            self.accepting.fetch_add(1, Relaxed);
+            return true;
+        };
+        self.accepting
+            .fetch_update(Relaxed, Relaxed, |n| (n < limit).then_some(n + 1))
+            .is_ok()
+    }
+
+    fn release(&self) {
+        self.accepting.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Instantiation refused because the component has as many accepting instances as it may; the
+/// request waits for room in one of them.
+#[derive(Debug)]
+struct AtCapacity;
+
+impl std::fmt::Display for AtCapacity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the component has as many instances as it may")
+    }
+}
+
+impl std::error::Error for AtCapacity {}
 
 impl WorkerState for Worker {
     type StoreData = HostState;
@@ -173,6 +231,7 @@ impl WorkerState for Worker {
 
     fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
         if total >= self.reuse.max_instance_reuse_count {
+            self.retire();
             ShouldAccept::Never
         } else if concurrent >= self.reuse.max_instance_concurrent_reuse_count {
             ShouldAccept::No
@@ -192,6 +251,8 @@ impl WorkerState for Worker {
     }
 
     fn drop(&self, _store: Store<HostState>, result: wasmtime::Result<()>) {
+        self.stats.instance_ended();
+        self.retire();
         if let Err(e) = result
             && !SHUTTING_DOWN.load(std::sync::atomic::Ordering::Relaxed)
         {
@@ -206,6 +267,8 @@ impl WorkerState for Worker {
 struct Handler {
     id: Arc<str>,
     server: ComponentServer,
+    stats: Arc<ComponentStats>,
+    cap: Arc<InstanceCap>,
 }
 
 impl HandlerState for Handler {
@@ -221,6 +284,17 @@ impl HandlerState for Handler {
         &self,
     ) -> impl Future<Output = wasmtime::Result<Instance<HostState, Expiry, Worker>>> + Send {
         async move {
+            if !self.cap.acquire() {
+                return Err(wasmtime::Error::new(AtCapacity));
+            }
+            // From here on the place is the worker's, released when it retires or is dropped.
+            let worker = Worker {
+                reuse: self.server.reuse,
+                component: self.id.clone(),
+                stats: self.stats.clone(),
+                cap: self.cap.clone(),
+                retired: AtomicBool::new(false),
+            };
             let s = &self.server;
             let wasi = WasiCtxBuilder::new()
                 .stdout(s.stdout.clone())
@@ -236,6 +310,7 @@ impl HandlerState for Handler {
             };
             let mut store = Store::new(&s.engine, host);
             let proxy = Proxy::P3(s.pre.instantiate_async(&mut store).await?);
+            self.stats.instance_started();
             Ok(Instance {
                 store,
                 proxy,
@@ -244,10 +319,7 @@ impl HandlerState for Handler {
                     idle_timeout: s.reuse.idle_instance_timeout,
                     timer: None,
                 },
-                state: Worker {
-                    reuse: s.reuse,
-                    component: self.id.clone(),
-                },
+                state: worker,
             })
         }
     }
@@ -257,6 +329,7 @@ impl HandlerState for Handler {
 pub struct Server {
     router: Router,
     handlers: BTreeMap<String, ProxyHandler<Handler>>,
+    stats: Stats,
     app_name: String,
     app_version: Option<String>,
 }
@@ -310,6 +383,8 @@ impl Server {
         capabilities::add_to_linker(&mut linker)?;
 
         let mut handlers = BTreeMap::new();
+        let mut stats = Stats::default();
+        let stores = &stores.counted(&stats.kv);
         let routed: std::collections::BTreeSet<&String> = app
             .manifest
             .trigger
@@ -368,11 +443,19 @@ impl Server {
                 stderr: log_file(&log_dir, id, "stderr")?,
                 reuse,
             };
+            let component_stats = Arc::new(ComponentStats::default());
+            stats.components.insert(id.clone(), component_stats.clone());
             handlers.insert(
                 id.clone(),
                 ProxyHandler::new(Handler {
                     id: id.as_str().into(),
                     server,
+                    stats: component_stats,
+                    cap: Arc::new(InstanceCap {
+                        limit: opts.max_instances_per_component.get(id).copied(),
+                        accepting: AtomicUsize::new(0),
+                        admission: tokio::sync::Semaphore::new(ADMISSION),
+                    }),
                 }),
             );
         }
@@ -390,6 +473,7 @@ impl Server {
         Ok(Self {
             router: Router::new(routes)?,
             handlers,
+            stats,
             app_name: app.manifest.application.name.clone(),
             app_version: app.manifest.application.version.clone(),
         })
@@ -466,6 +550,10 @@ impl Server {
                 });
                 return text(StatusCode::OK, "application/json", &info.to_string());
             }
+            "/.well-known/spin/stats" => {
+                let stats = self.stats.to_json();
+                return text(StatusCode::OK, "application/json", &stats.to_string());
+            }
             _ => {}
         }
         let Some(m) = self.router.find(&path) else {
@@ -474,6 +562,9 @@ impl Server {
         let Some(handler) = self.handlers.get(&m.route.component) else {
             return empty(StatusCode::NOT_FOUND);
         };
+        if let Some(s) = self.stats.components.get(&m.route.component) {
+            s.request();
+        }
         let (mut parts, body) = req.into_parts();
         let authority = parts
             .headers
@@ -514,16 +605,41 @@ impl Server {
             );
         }
         let body = body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync();
-        match handler.handle((), Request::from_parts(parts, body)).await {
-            Ok(resp) => resp,
-            Err(e) => {
-                eprintln!(
-                    "component {:?}: request {path} failed: {e:#}",
-                    m.route.component
-                );
-                empty(StatusCode::INTERNAL_SERVER_ERROR)
+        let mut request = Request::from_parts(parts, body);
+        let cap = &handler.state().cap;
+        let _admitted = match cap.limit {
+            Some(_) => cap.admission.acquire().await.ok(),
+            None => None,
+        };
+        let mut waited = 0u32;
+        let e = loop {
+            let e = match handler.handle((), request).await {
+                Ok(resp) => return resp,
+                Err(e) => e,
+            };
+            // At the instance cap: wait for room in a running instance, then hand the request in again.
+            match e.downcast::<InstantiationError<()>>() {
+                Ok(refused) if refused.error.downcast_ref::<AtCapacity>().is_some() => {
+                    request = match refused.request.into_inner() {
+                        Ok(r) => r,
+                        Err(poisoned) => poisoned.into_inner(),
+                    };
+                    waited += 1;
+                    if waited <= 4 {
+                        tokio::task::yield_now().await;
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+                Ok(refused) => break refused.into(),
+                Err(e) => break e,
             }
-        }
+        };
+        eprintln!(
+            "component {:?}: request {path} failed: {e:#}",
+            m.route.component
+        );
+        empty(StatusCode::INTERNAL_SERVER_ERROR)
     }
 }
 
