@@ -9,7 +9,8 @@
 //! | `ix/<agent>/<in\|out>/head` | the last position handed out in the agent's inbox / outbox index |
 //! | `ix/<agent>/<in\|out>/<n>` | the elicitation id at position `n` |
 //! | `idem/<agent>/<sha256(key)>` | an idempotency record (JSON) |
-//! | `epoch` | a counter every event append bumps: one cheap read tells a poller whether anything changed |
+//! | `epoch` | the change feed's counter: every change to an agent's log or index takes a number from it |
+//! | `chg/<n % 4096>` | the change feed's ring: `"<n> <agent>"`, the agent whose change took number `n` |
 
 /// The record of elicitation `id`.
 pub fn record(id: &str) -> String {
@@ -59,5 +60,10 @@ pub fn idempotency(agent: &str, key_hash: &str) -> String {
     format!("idem/{agent}/{key_hash}")
 }
 
-/// The global change counter.
+/// The change feed's counter (see [`changes`](crate::changes)).
 pub const EPOCH: &str = "epoch";
+
+/// Slot `i` of the change feed's ring.
+pub fn change_slot(i: i64) -> String {
+    format!("chg/{i}")
+}

@@ -6,7 +6,8 @@
 //! - [`model`] — the elicitation record, answers, audit entries, events;
 //! - [`schema`] — the MCP 2025-11-25 form-schema subset and answer validation;
 //! - [`service`] — the operations and their rules (exactly-once answers, exact expiry, idempotency);
-//! - [`log`] — each agent's gap-free event log; [`keys`] — where everything lives in the store;
+//! - [`log`] — each agent's gap-free event log; [`changes`] — the feed of which agents changed;
+//!   [`keys`] — where everything lives in the store;
 //! - [`store`] — the storage trait (key-value plus atomics) and an in-memory implementation;
 //! - [`token`] — HS256 agent tokens; [`error`] — every failure and its problem document;
 //! - [`api`] — the HTTP routes as plain functions; `spin` (feature `spin`) — the adapter the
@@ -15,6 +16,7 @@
 #![allow(async_fn_in_trait)]
 
 pub mod api;
+pub mod changes;
 pub mod error;
 pub mod keys;
 pub mod log;

@@ -2,9 +2,10 @@
 //!
 //! Appending takes a sequence number with the store's atomic increment (so concurrent writers never
 //! share one), writes the event under it only if that slot is still empty (compare-and-swap), then
-//! bumps the global [`EPOCH`](keys::EPOCH). A [`Reader`] delivers strictly in sequence: it reads up to
-//! the head and stops at the first slot whose event is not written yet (its writer is between the two
-//! steps), so nothing is skipped and nothing is delivered twice; a cursor is the last sequence read.
+//! publishes the agent on the [change feed](crate::changes), so pollers know where to look. A
+//! [`Reader`] delivers strictly in sequence: it reads up to the head and stops at the first slot
+//! whose event is not written yet (its writer is between the two steps), so nothing is skipped and
+//! nothing is delivered twice; a cursor is the last sequence read.
 //!
 //! A writer that dies between the two steps (a killed host, a trap) would leave its slot empty for
 //! ever and stall every reader. So a reader that has seen the same empty slot for [`HOLE_GRACE_MS`]
@@ -41,6 +42,7 @@ pub fn resume(cursor: Option<i64>, head: i64) -> Resume {
     }
 }
 
+use crate::changes;
 use crate::keys;
 use crate::model::{Elicitation, Event, EventKind};
 use crate::store::{Store, StoreResult, Swap, decode_counter};
@@ -75,7 +77,7 @@ pub async fn append<S: Store>(
         {
             continue; // a reader gave this slot up for lost: take the next one
         }
-        store.increment(keys::EPOCH, 1).await?;
+        changes::publish(store, agent).await?;
         if sequence > RETAINED {
             store
                 .delete(&keys::log_event(agent, sequence - RETAINED))

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::changes;
 use crate::error::Error;
 use crate::keys::{self, Role};
 use crate::log;
@@ -391,6 +392,10 @@ pub async fn create<S: Store>(
         &elicitation,
     )
     .await?;
+    // The requester's log did not change, its outbox did: streams track the deadlines there.
+    if elicitation.from != elicitation.to {
+        changes::publish(store, &elicitation.from).await?;
+    }
     Ok(Created {
         elicitation,
         replayed: false,

@@ -3,11 +3,12 @@
 //! Spin gives an HTTP component no change notification, so all the streams an instance holds are
 //! served by one loop, the instance's *hub* (WASIp3 instances serve many requests at once and share
 //! their statics). A stream request only checks its token, opens the response body and hands it to
-//! the hub. Every `stream_tick_ms` the hub reads the global [`EPOCH`](keys::EPOCH) counter — one
-//! read per tick per instance, however many streams it holds — and only when that moved does it read,
-//! in one batch, the log and outbox heads of its agents; then each stream whose head moved reads its
-//! own events after its cursor. Correctness does not depend on sharing: with one stream per instance
-//! the same code runs, it just polls more.
+//! the hub. Every `stream_tick_ms` the hub reads the [change feed](crate::changes)'s counter — one
+//! read per tick per instance, however many streams it holds — and only when that moved does it
+//! read the new feed entries, which name the agents that changed; it then reads those agents' log
+//! and outbox heads in one batch, and each of their streams whose head moved reads its own events
+//! after its cursor. So the reads follow the changes, not the streams. Correctness does not depend
+//! on sharing: with one stream per instance the same code runs, it just polls more.
 //!
 //! The hub writes each stream's body through the component-model stream of its response directly,
 //! from its own task: waking one task from another with Rust wakers needs a wit-bindgen feature the
@@ -26,6 +27,7 @@ use spin_sdk::wasip3::http_compat::BodyWriter;
 
 use super::{SpinStore, into_response, number_variable, prepare, sleep_ms};
 use crate::api;
+use crate::changes::{self, Poll};
 use crate::keys::{self, Role};
 use crate::log::{self, Reader, Resume};
 use crate::model::{EventKind, Record, Status};
@@ -61,6 +63,9 @@ impl StreamOptions {
 
 /// How many events one read takes.
 const BATCH: usize = 100;
+
+/// How many new streams the hub opens per tick.
+const STARTS_PER_TICK: usize = 64;
 
 /// A stream handed to the hub.
 struct Job {
@@ -160,8 +165,17 @@ struct Live {
 }
 
 impl Live {
-    async fn start<S: Store>(store: &S, job: Job, opts: &StreamOptions) -> Self {
+    /// Opens a stream; `spread` in [0, 1) staggers its timers against streams opened with it.
+    async fn start<S: Store>(store: &S, job: Job, opts: &StreamOptions, spread: f64) -> Self {
         let now = Timestamp::now();
+        // Streams opened together (a reconnect wave after a restart) would otherwise send their
+        // heartbeats and end all on the same tick, and reconnect together again: the first
+        // heartbeat comes after half to all of the interval, and the stream ends within the last
+        // fifth of `stream_max_seconds`.
+        let max_ms = opts.max_seconds * 1000;
+        let end = Timestamp(now.0 + max_ms - (spread * (max_ms / 5) as f64) as u64);
+        let quiet_for = (spread * (opts.heartbeat_seconds * 500) as f64) as u64;
+        let last_write = Timestamp(now.0.saturating_sub(quiet_for));
         let mut out = String::new();
         let cursor = match job.resume {
             Resume::After(c) => {
@@ -179,8 +193,8 @@ impl Live {
             agent: job.agent,
             deadlines: BTreeSet::new(),
             out_head: 0,
-            end: now.plus_secs(opts.max_seconds),
-            last_write: now,
+            end,
+            last_write,
             dirty: true,
             body: job.body,
             out,
@@ -271,6 +285,55 @@ impl Live {
     }
 }
 
+/// Marks the streams whose log moved and follows their outboxes: those of `only`'s agents, or all.
+async fn check_heads<S: Store>(store: &S, streams: &mut [Live], only: Option<&BTreeSet<String>>) {
+    let agents: Vec<String> = streams
+        .iter()
+        .filter(|s| only.is_none_or(|o| o.contains(&s.agent)))
+        .map(|s| s.agent.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if agents.is_empty() {
+        return;
+    }
+    let head_keys: Vec<String> = agents
+        .iter()
+        .flat_map(|a| [keys::log_head(a), keys::index_head(a, Role::Outbox)])
+        .collect();
+    let Ok(values) = store.get_many(&head_keys).await else {
+        // Read the logs anyway; the outboxes are looked at again on the next change.
+        for s in streams.iter_mut() {
+            s.dirty |= only.is_none_or(|o| o.contains(&s.agent));
+        }
+        return;
+    };
+    let heads: HashMap<&str, (i64, i64)> = agents
+        .iter()
+        .zip(values.chunks(2))
+        .map(|(a, v)| {
+            (
+                a.as_str(),
+                (
+                    decode_counter(v[0].as_deref()),
+                    decode_counter(v[1].as_deref()),
+                ),
+            )
+        })
+        .collect();
+    for s in streams.iter_mut() {
+        let Some(&(log_head, out_head)) = heads.get(s.agent.as_str()) else {
+            continue;
+        };
+        if log_head > s.reader.cursor() {
+            s.dirty = true;
+        }
+        if out_head > s.out_head {
+            s.follow_outbox(store, out_head).await;
+        }
+    }
+}
+
 /// The instance's one loop over all its streams; it stops when it holds none.
 async fn hub(opts: StreamOptions) {
     // However the hub ends — its loop finishing, or its task being dropped by the host — the next
@@ -282,57 +345,56 @@ async fn hub(opts: StreamOptions) {
         }
     }
     let _running = Running;
-    let store = SpinStore::open_default().await;
+    let opened = SpinStore::open_default().await;
+    let Ok(store) = opened.as_ref() else { return };
     let mut streams: Vec<Live> = Vec::new();
-    let mut last_epoch = None;
+    let mut feed: Option<changes::Feed> = None;
     let heartbeat = opts.heartbeat_seconds * 1000;
+    let mut opened: u64 = 0;
     loop {
-        let Ok(store) = store.as_ref() else { break };
-        for job in HUB.with(|h| std::mem::take(&mut h.borrow_mut().incoming)) {
-            streams.push(Live::start(store, job, &opts).await);
+        // New streams join a bounded number per tick, so a reconnect wave does not hold up
+        // delivery to the streams already open.
+        let jobs: Vec<Job> = HUB.with(|h| {
+            let mut h = h.borrow_mut();
+            let n = h.incoming.len().min(STARTS_PER_TICK);
+            h.incoming.drain(..n).collect()
+        });
+        for job in jobs {
+            opened += 1;
+            // A low-discrepancy sequence: consecutive streams get well spread values.
+            let spread = (opened as f64 * 0.618_033_988_749_895).fract();
+            streams.push(Live::start(store, job, &opts, spread).await);
         }
         if streams.is_empty() {
             break;
         }
-        // One read tells whether anything was appended anywhere since the last tick.
-        let epoch = store.get(keys::EPOCH).await.ok().flatten();
-        if last_epoch.as_ref() != Some(&epoch) {
-            last_epoch = Some(epoch);
-            let agents: Vec<String> = streams
-                .iter()
-                .map(|s| s.agent.clone())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            let head_keys: Vec<String> = agents
-                .iter()
-                .flat_map(|a| [keys::log_head(a), keys::index_head(a, Role::Outbox)])
-                .collect();
-            if let Ok(values) = store.get_many(&head_keys).await {
-                let heads: HashMap<&str, (i64, i64)> = agents
-                    .iter()
-                    .zip(values.chunks(2))
-                    .map(|(a, v)| {
-                        (
-                            a.as_str(),
-                            (
-                                decode_counter(v[0].as_deref()),
-                                decode_counter(v[1].as_deref()),
-                            ),
-                        )
-                    })
-                    .collect();
-                for s in &mut streams {
-                    let (log_head, out_head) =
-                        heads.get(s.agent.as_str()).copied().unwrap_or_default();
-                    if log_head > s.reader.cursor() {
-                        s.dirty = true;
-                    }
-                    if out_head > s.out_head {
-                        s.follow_outbox(store, out_head).await;
-                    }
-                }
+        // One read tells whether anything changed anywhere since the last tick, and a few more
+        // which agents; only their streams look at their heads.
+        let now = Timestamp::now();
+        let poll = match feed.as_mut() {
+            Some(f) => f.poll(store, now).await.unwrap_or(Poll::Everything),
+            None => {
+                feed = changes::Feed::start(store).await.ok();
+                Poll::Everything
             }
+        };
+        // A writer that died before publishing its change left no trace in the feed, so each
+        // stream also looks at its heads when its heartbeat is due.
+        let mut look: BTreeSet<String> = streams
+            .iter()
+            .filter(|s| s.last_write.millis_until(now) >= heartbeat)
+            .map(|s| s.agent.clone())
+            .collect();
+        match poll {
+            Poll::Everything => check_heads(store, &mut streams, None).await,
+            Poll::Agents(agents) => {
+                look.extend(agents);
+                check_heads(store, &mut streams, Some(&look)).await;
+            }
+            Poll::Quiet if !look.is_empty() => {
+                check_heads(store, &mut streams, Some(&look)).await;
+            }
+            Poll::Quiet => {}
         }
         let now = Timestamp::now();
         for s in &mut streams {
@@ -363,24 +425,31 @@ async fn hub(opts: StreamOptions) {
                 s.last_write = now;
             }
         }
-        let written = futures::future::join_all(streams.iter_mut().map(Live::flush)).await;
-        for (s, ok) in streams.iter_mut().zip(written) {
-            s.gone = !ok;
-        }
-        let (ended, open): (Vec<Live>, Vec<Live>) =
-            streams.into_iter().partition(|s| s.finished || s.gone);
-        streams = open;
-        for s in ended {
-            // Close the body, then report a clean end (no trailers) without holding up the loop.
-            let BodyWriter {
-                stream_writer,
-                result_writer,
-                ..
-            } = s.body;
-            drop(stream_writer);
-            spin_sdk::wasip3::spawn(async move {
-                let _ = result_writer.write(Ok(None)).await;
-            });
+        // Only streams with something to say are written: an idle tick costs a few comparisons
+        // per stream.
+        futures::future::join_all(
+            streams
+                .iter_mut()
+                .filter(|s| !s.out.is_empty())
+                .map(|s| async move { s.gone = !s.flush().await }),
+        )
+        .await;
+        if streams.iter().any(|s| s.finished || s.gone) {
+            let (ended, open): (Vec<Live>, Vec<Live>) =
+                streams.into_iter().partition(|s| s.finished || s.gone);
+            streams = open;
+            for s in ended {
+                // Close the body, then report a clean end (no trailers) without holding up the loop.
+                let BodyWriter {
+                    stream_writer,
+                    result_writer,
+                    ..
+                } = s.body;
+                drop(stream_writer);
+                spin_sdk::wasip3::spawn(async move {
+                    let _ = result_writer.write(Ok(None)).await;
+                });
+            }
         }
         sleep_ms(opts.tick_ms).await;
     }
