@@ -91,6 +91,72 @@ pub struct RunResult {
     pub rss_after: u64,
     /// Seconds until every agent was connected.
     pub connect_seconds: f64,
+    /// What the host's own counters (`/.well-known/spin/stats`) showed; none for the floor.
+    pub host: Option<HostFigures>,
+}
+
+/// Figures from the host's counters.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HostFigures {
+    /// Keys read per second with every agent connected and no traffic.
+    pub kv_reads_idle: f64,
+    /// Keys read per second during the load.
+    pub kv_reads_load: f64,
+    /// Keys written per second during the load.
+    pub kv_writes_load: f64,
+    /// Instances of the `events` component alive while every stream was open (idle).
+    pub stream_instances: u64,
+    /// Instances of every component started during the run.
+    pub instances_started: u64,
+}
+
+/// One sample of the host's counters.
+#[derive(Debug, Clone, Copy, Default)]
+struct HostSample {
+    at: Option<Instant>,
+    reads: u64,
+    writes: u64,
+    stream_instances: u64,
+    started: u64,
+}
+
+impl HostSample {
+    async fn take(http: &reqwest::Client, base: &str) -> Self {
+        let Ok(r) = http
+            .get(format!("{base}/.well-known/spin/stats"))
+            .send()
+            .await
+        else {
+            return Self::default();
+        };
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        let comps = v["components"].as_object();
+        Self {
+            at: Some(Instant::now()),
+            reads: v["keyValue"]["keysRead"].as_u64().unwrap_or(0),
+            writes: v["keyValue"]["keysWritten"].as_u64().unwrap_or(0),
+            stream_instances: v["components"]["events"]["instancesLive"]
+                .as_u64()
+                .unwrap_or(0),
+            started: comps.map_or(0, |c| {
+                c.values()
+                    .map(|c| c["instancesStarted"].as_u64().unwrap_or(0))
+                    .sum()
+            }),
+        }
+    }
+
+    /// Keys read and written per second between `self` and `later`.
+    fn rates(&self, later: &Self) -> (f64, f64) {
+        let secs = match (self.at, later.at) {
+            (Some(a), Some(b)) => (b - a).as_secs_f64().max(1e-9),
+            _ => return (0.0, 0.0),
+        };
+        (
+            later.reads.saturating_sub(self.reads) as f64 / secs,
+            later.writes.saturating_sub(self.writes) as f64 / secs,
+        )
+    }
 }
 
 impl RunResult {
@@ -177,6 +243,17 @@ async fn start_host(args: &RunArgs) -> anyhow::Result<Server> {
             &format!("events={}", args.stream_reuse),
         ])
         .args(["--variable", &format!("stream_tick_ms={}", args.tick_ms)])
+        .args(
+            (args.stream_instances > 0)
+                .then(|| {
+                    [
+                        "--component-max-instances".to_string(),
+                        format!("events={}", args.stream_instances),
+                    ]
+                })
+                .into_iter()
+                .flatten(),
+        )
         .args(["--variable", "legacy_poll_ms=1000"])
         .env("SPIN_VARIABLE_TOKEN_SECRET", "bench-secret")
         .env("SPIN_VARIABLE_ADMIN_TOKEN", ADMIN);
@@ -483,10 +560,22 @@ async fn run_one(args: &RunArgs, mode_name: &str, n: usize) -> anyhow::Result<Ru
     }
     let connect_seconds = connect_start.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let on_host = mode != Mode::Floor;
+    let sample = || HostSample::take(&http, &server.base);
+    let idle0 = if on_host {
+        sample().await
+    } else {
+        HostSample::default()
+    };
     let idle_cpu_percent =
         proc_stats::cpu_percent_over(server.pid, Duration::from_secs_f64(args.idle_seconds))
             .await
             .unwrap_or(-1.0);
+    let idle1 = if on_host {
+        sample().await
+    } else {
+        HostSample::default()
+    };
     let rss_connected = proc_stats::rss_bytes(server.pid).unwrap_or(0);
 
     // The load: `rate` creates per second, agent k % n asks agent (k + 1) % n.
@@ -542,6 +631,11 @@ async fn run_one(args: &RunArgs, mode_name: &str, n: usize) -> anyhow::Result<Ru
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let cpu1 = proc_stats::cpu_seconds(server.pid).unwrap_or(0.0);
+    let load1 = if on_host {
+        sample().await
+    } else {
+        HostSample::default()
+    };
     let busy_seconds = load_start.elapsed().as_secs_f64();
     let rss_after = proc_stats::rss_bytes(server.pid).unwrap_or(0);
     // Late duplicates would show up here.
@@ -573,6 +667,17 @@ async fn run_one(args: &RunArgs, mode_name: &str, n: usize) -> anyhow::Result<Ru
     let errors = metrics.errors.lock().unwrap().clone();
     let duplicates = *metrics.duplicates.lock().unwrap();
     drop(server);
+    let host = on_host.then(|| {
+        let (kv_reads_idle, _) = idle0.rates(&idle1);
+        let (kv_reads_load, kv_writes_load) = idle1.rates(&load1);
+        HostFigures {
+            kv_reads_idle,
+            kv_reads_load,
+            kv_writes_load,
+            stream_instances: idle1.stream_instances,
+            instances_started: load1.started,
+        }
+    });
     Ok(RunResult {
         mode: mode_name.to_string(),
         agents: n,
@@ -598,6 +703,7 @@ async fn run_one(args: &RunArgs, mode_name: &str, n: usize) -> anyhow::Result<Ru
         rss_connected,
         rss_after,
         connect_seconds,
+        host,
     })
 }
 
@@ -611,7 +717,7 @@ pub async fn run_all(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
                 .await
                 .with_context(|| format!("{mode} with {n} agents"))?;
             eprintln!(
-                "delivery p50 {:.2} ms p99 {:.2} ms, round trip p50 {:.2} ms, {}/{} delivered, idle CPU {:.1} %, {:.1} KiB/agent{}",
+                "delivery p50 {:.2} ms p99 {:.2} ms, round trip p50 {:.2} ms, {}/{} delivered, idle CPU {:.1} %, {:.1} KiB/agent{}{}",
                 r.delivery.p50,
                 r.delivery.p99,
                 r.round_trip.p50,
@@ -619,6 +725,10 @@ pub async fn run_all(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
                 r.accepted,
                 r.idle_cpu_percent,
                 r.rss_per_agent() / 1024.0,
+                r.host.as_ref().map_or(String::new(), |h| format!(
+                    ", {} stream instances, KV reads/s idle {:.0} load {:.0}",
+                    h.stream_instances, h.kv_reads_idle, h.kv_reads_load
+                )),
                 if r.clean() { "" } else { "  << NOT CLEAN" }
             );
             results.push(r);

@@ -68,6 +68,9 @@ pub struct RunArgs {
     /// Streams one `events` instance may hold (`spin-local --component-concurrent-reuse events=N`).
     #[arg(long, default_value_t = 128)]
     pub stream_reuse: usize,
+    /// Cap on `events` instances (`spin-local --component-max-instances events=N`); 0 = no cap.
+    #[arg(long, default_value_t = 0)]
+    pub stream_instances: usize,
     /// Small, correctness-only run for CI: 10 agents, 2 s; fails unless every event arrives once.
     #[arg(long)]
     pub quick: bool,
