@@ -430,24 +430,26 @@ where
     let started = clock();
     let deadline = started.plus_secs(timeout);
     let mut reader = crate::log::Reader::new(agent, since);
-    let events = loop {
+    let (events, reset) = loop {
         let now = clock();
         let events = reader.next(store, now, LEGACY_BATCH).await?;
-        if !events.is_empty() || now >= deadline {
-            break events;
+        let reset = reader.take_reset();
+        if !events.is_empty() || reset.is_some() || now >= deadline {
+            break (events, reset);
         }
         sleep(opts.legacy_poll_ms.max(1).min(now.millis_until(deadline))).await;
-    };
-    let status = if events.is_empty() {
-        "timeout"
-    } else {
-        "new_events"
     };
     let items: Vec<Value> = events
         .iter()
         .map(|e| json!({ "sequence": e.sequence, "eventType": e.kind.as_str(), "data": { "at": e.at, "elicitation": e.elicitation } }))
         .collect();
-    let body = json!({ "events": items, "count": items.len(), "status": status });
+    let body = match reset {
+        // `since` is older than the retained history: the client re-syncs from its inbox list,
+        // then polls again from `head`.
+        Some((_, head)) => json!({ "events": [], "count": 0, "status": "reset", "head": head }),
+        None if events.is_empty() => json!({ "events": [], "count": 0, "status": "timeout" }),
+        None => json!({ "events": items, "count": items.len(), "status": "new_events" }),
+    };
     Ok(Response::json(200, &body)
         .with_header("deprecation", "true".into())
         .with_header("sunset", LEGACY_SUNSET.into())

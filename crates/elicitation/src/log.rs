@@ -100,6 +100,8 @@ pub struct Reader {
     agent: String,
     cursor: i64,
     hole: Option<(i64, Timestamp)>,
+    /// Set when the reader fell behind the retained window: (its cursor then, the head it jumped to).
+    behind: Option<(i64, i64)>,
 }
 
 impl Reader {
@@ -109,7 +111,21 @@ impl Reader {
             agent: agent.to_string(),
             cursor,
             hole: None,
+            behind: None,
         }
+    }
+
+    /// If the reader fell more than [`RETAINED`] events behind, the events in between are gone:
+    /// it has moved on to the head and tells it once here, as (its cursor then, the new cursor).
+    /// The consumer must re-synchronise from the inbox list, as for [`Resume::Reset`].
+    pub fn take_reset(&mut self) -> Option<(i64, i64)> {
+        self.behind.take()
+    }
+
+    fn jump_to(&mut self, head: i64) {
+        self.behind = Some((self.cursor, head));
+        self.cursor = head;
+        self.hole = None;
     }
 
     /// Whether the reader is waiting at an empty slot below the head.
@@ -131,6 +147,10 @@ impl Reader {
         limit: usize,
     ) -> StoreResult<Vec<Event>> {
         let head = head(store, &self.agent).await?;
+        if self.cursor < head - RETAINED {
+            self.jump_to(head);
+            return Ok(Vec::new());
+        }
         let last = head.min(
             self.cursor
                 .saturating_add(i64::try_from(limit).unwrap_or(i64::MAX)),
@@ -152,6 +172,12 @@ impl Reader {
                     self.cursor = seq;
                 }
                 None => {
+                    // Trimmed while we were reading (the log moved on by a whole window)?
+                    let now_head = self::head(store, &self.agent).await?;
+                    if seq <= now_head - RETAINED {
+                        self.jump_to(now_head);
+                        return Ok(Vec::new());
+                    }
                     match self.hole {
                         Some((s, since))
                             if s == seq && since.millis_until(now) >= HOLE_GRACE_MS =>
@@ -267,6 +293,38 @@ mod tests {
             }
             assert!(store.get(&keys::log_event("b", 3)).await.unwrap().is_none());
             assert!(store.get(&keys::log_event("b", 4)).await.unwrap().is_some());
+        });
+    }
+
+    #[test]
+    fn a_reader_left_behind_the_retained_window_jumps_to_the_head_and_says_so() {
+        block_on(async {
+            let store = MemoryStore::new();
+            let e = sample();
+            let mut r = Reader::new("b", 0);
+            append(&store, "b", EventKind::Created, Timestamp(0), &e)
+                .await
+                .unwrap();
+            assert_eq!(r.next(&store, Timestamp(0), 10).await.unwrap().len(), 1);
+            assert_eq!(r.take_reset(), None);
+            for _ in 0..RETAINED + 5 {
+                append(&store, "b", EventKind::Created, Timestamp(0), &e)
+                    .await
+                    .unwrap();
+            }
+            assert!(r.next(&store, Timestamp(0), 10).await.unwrap().is_empty());
+            assert_eq!(r.take_reset(), Some((1, RETAINED + 6)));
+            assert_eq!(r.take_reset(), None);
+            append(&store, "b", EventKind::Answered, Timestamp(0), &e)
+                .await
+                .unwrap();
+            let next = r.next(&store, Timestamp(0), 10).await.unwrap();
+            assert_eq!(
+                next.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+                [RETAINED + 7]
+            );
+            // Nothing was sealed below the window.
+            assert!(store.get(&keys::log_event("b", 2)).await.unwrap().is_none());
         });
     }
 

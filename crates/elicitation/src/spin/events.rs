@@ -39,7 +39,7 @@ use crate::time::Timestamp;
 /// Stream settings, from Spin variables.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamOptions {
-    /// How often the hub looks for changes (`stream_tick_ms`, default 5).
+    /// How often the hub looks for changes (`stream_tick_ms`, default 2).
     pub tick_ms: u64,
     /// A stream ends after this long (`stream_max_seconds`, default 25: hosted platforms cut at 30 s).
     pub max_seconds: u64,
@@ -53,7 +53,7 @@ impl StreamOptions {
     /// Reads the variables.
     pub async fn load() -> Self {
         Self {
-            tick_ms: number_variable("stream_tick_ms", 5).await.max(1),
+            tick_ms: number_variable("stream_tick_ms", 2).await.max(1),
             max_seconds: number_variable("stream_max_seconds", 25).await.max(1),
             heartbeat_seconds: number_variable("stream_heartbeat_seconds", 10).await.max(1),
             retry_ms: 1000,
@@ -230,6 +230,10 @@ impl Live {
             let Ok(batch) = self.reader.next(store, Timestamp::now(), BATCH).await else {
                 return;
             };
+            if let Some((from, head)) = self.reader.take_reset() {
+                // The client fell a whole retained window behind: it must re-sync.
+                self.out.push_str(&sse::reset(from, head));
+            }
             for e in &batch {
                 self.out.push_str(&sse::event(e));
                 let el = &e.elicitation;
