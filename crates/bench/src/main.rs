@@ -1,21 +1,26 @@
 //! `lighthouse-bench` — measures delivery over real HTTP through the real components.
 //!
-//! For each agent count it runs three modes with the same load, in one invocation:
+//! Seven scenarios ([`scenarios`]): single pair, scaling, burst, timeout cascade, store contention,
+//! sustained load and failure recovery. Each runs, in the same invocation and with the same
+//! parameters, up to three modes:
 //! - **push**: every agent holds its SSE stream (`/v1/agents/:agent/events`) on `spin-local`;
 //! - **poll**: every agent loops on the legacy `wait_for_messages` route (the seed's 1 s polling);
 //! - **floor**: a minimal native SSE fan-out server (this binary's `floor-server`, in memory, no Wasm,
-//!   no store), to show what this machine can do at all.
+//!   no store), wherever the scenario is plain delivery, to show what this machine can do at all.
 //!
-//! Each agent asks its neighbour (round robin) at a steady total rate; the addressee answers each
-//! request as soon as it is told of it. Measured on one process clock: *delivery* (create request sent
-//! → addressee's event received) and *round trip* (create request sent → requester's answered event
-//! received). Servers run as child processes on a fresh state directory; their CPU time and RSS come
-//! from `/proc`. Every number in the report is a number this run measured.
+//! The simulated agents ([`agents`]) answer each request as soon as they are told of it and record
+//! on one process clock when each request reached its addressee and when the answer reached the
+//! requester. Servers run as child processes on fresh state ([`server`]); their CPU time and RSS
+//! come from `/proc`, the host's key-value load from its own counters. Every number in the report
+//! ([`report`], with [`plots`]) is a number this run measured.
 
+mod agents;
 mod floor;
-mod load;
+mod plots;
 mod proc_stats;
 mod report;
+mod scenarios;
+mod server;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -44,34 +49,58 @@ enum Command {
     },
 }
 
+/// Every scenario, in the order they run.
+const ALL_SCENARIOS: &str =
+    "single-pair,scaling,burst,timeout-cascade,contention,sustained,recovery";
+
 /// What to run.
 #[derive(clap::Args, Clone)]
 pub struct RunArgs {
-    /// Agent counts to run (comma-separated).
+    /// Scenarios to run (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = ALL_SCENARIOS)]
+    pub scenarios: Vec<String>,
+    /// Scaling: agent counts (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
     pub agents: Vec<usize>,
-    /// Total elicitations per second across all agents.
+    /// Scaling: total elicitations per second across all agents.
     #[arg(long, default_value_t = 200.0)]
     pub rate: f64,
-    /// Seconds of load per run.
+    /// Scaling: seconds of load per agent count.
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
+    /// Single pair: sequential elicitations.
+    #[arg(long, default_value_t = 100)]
+    pub pair_count: u64,
+    /// Burst, timeout cascade, contention, recovery: seconds of load per phase.
+    #[arg(long, default_value_t = 5.0)]
+    pub phase_seconds: f64,
+    /// Sustained: seconds of load.
+    #[arg(long, default_value_t = 30.0)]
+    pub sustained_seconds: f64,
+    /// Sustained: agents.
+    #[arg(long, default_value_t = 100)]
+    pub sustained_agents: usize,
+    /// Sustained: elicitations per second.
+    #[arg(long, default_value_t = 100.0)]
+    pub sustained_rate: f64,
     /// Seconds over which idle CPU is sampled (all streams open, no traffic).
     #[arg(long, default_value_t = 5.0)]
     pub idle_seconds: f64,
     /// Modes to run (comma-separated: push, poll, floor).
     #[arg(long, value_delimiter = ',', default_value = "push,poll,floor")]
     pub modes: Vec<String>,
-    /// `stream_tick_ms` of the app under test.
-    #[arg(long, default_value_t = 5)]
-    pub tick_ms: u64,
-    /// Streams one `events` instance may hold (`spin-local --component-concurrent-reuse events=N`).
-    #[arg(long, default_value_t = 128)]
+    /// `stream_tick_ms` of the app under test (default: the app's own default in spin.toml).
+    #[arg(long)]
+    pub tick_ms: Option<u64>,
+    /// Streams one `events` instance may hold (`spin-local --component-concurrent-reuse events=N`);
+    /// the default is what `scripts/serve` uses.
+    #[arg(long, default_value_t = 4096)]
     pub stream_reuse: usize,
-    /// Cap on `events` instances (`spin-local --component-max-instances events=N`); 0 = no cap.
-    #[arg(long, default_value_t = 0)]
+    /// Cap on `events` instances (`spin-local --component-max-instances events=N`; 0 = no cap);
+    /// the default is what `scripts/serve` uses.
+    #[arg(long, default_value_t = 1)]
     pub stream_instances: usize,
-    /// Small, correctness-only run for CI: 10 agents, 2 s; fails unless every event arrives once.
+    /// Small, correctness-only run of every scenario for CI; fails unless every run is clean.
     #[arg(long)]
     pub quick: bool,
     /// Where JSON results go; BENCHMARKS.md is written beside the repository root unless --quick.
@@ -94,15 +123,43 @@ fn main() -> anyhow::Result<()> {
                 args.duration = 2.0;
                 args.rate = 20.0;
                 args.idle_seconds = 1.0;
+                args.pair_count = 5;
+                args.phase_seconds = 2.0;
+                args.sustained_seconds = 6.0;
+                args.sustained_agents = 10;
+                args.sustained_rate = 10.0;
             }
-            let results = rt.block_on(load::run_all(&args))?;
+            let tick_ms = args.tick_ms.or_else(server::app_tick_ms);
+            let results = rt.block_on(run(&args))?;
             let failed = results.iter().filter(|r| !r.clean()).count();
-            report::write(&args, &results)?;
+            report::write(&args, &results, tick_ms)?;
             if failed > 0 {
-                anyhow::bail!("{failed} run(s) lost, duplicated or failed events; see the report");
+                anyhow::bail!(
+                    "{failed} run(s) lost, duplicated, reordered or failed events; see the report"
+                );
             }
             rt.shutdown_timeout(Duration::from_millis(200));
             Ok(())
         }
     }
+}
+
+/// Runs the chosen scenarios in order.
+async fn run(args: &RunArgs) -> anyhow::Result<Vec<scenarios::RunResult>> {
+    let mut results = Vec::new();
+    for name in &args.scenarios {
+        eprintln!("{name}:");
+        let rows = match name.as_str() {
+            "single-pair" => scenarios::single_pair(args).await,
+            "scaling" => scenarios::scaling(args).await,
+            "burst" => scenarios::burst(args).await,
+            "timeout-cascade" => scenarios::timeout_cascade(args).await,
+            "contention" => scenarios::contention(args).await,
+            "sustained" => scenarios::sustained(args).await,
+            "recovery" => scenarios::recovery(args).await,
+            other => anyhow::bail!("unknown scenario {other:?} (one of {ALL_SCENARIOS})"),
+        };
+        results.extend(rows.map_err(|e| anyhow::anyhow!("{name}: {e:#}"))?);
+    }
+    Ok(results)
 }

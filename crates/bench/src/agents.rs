@@ -1,0 +1,726 @@
+//! The simulated agents and what they measure.
+//!
+//! Each agent holds its event stream (push, floor) or loops on the legacy `wait_for_messages` route
+//! (poll), answers (declines) every request it is told of unless it is one of the silent agents, and
+//! records on one process clock when each request reached its addressee and when the answer reached
+//! the requester. Every request carries a key (`bench-<key>` as its message) that ties the events
+//! back to the create that caused them.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// Which server the agents talk to, and how.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    /// SSE streams from the app.
+    Push,
+    /// The app's legacy polling route.
+    Poll,
+    /// The native in-memory SSE server.
+    Floor,
+}
+
+impl Mode {
+    /// Parses `push`, `poll` or `floor`.
+    pub fn parse(s: &str) -> anyhow::Result<Self> {
+        Ok(match s {
+            "push" => Self::Push,
+            "poll" => Self::Poll,
+            "floor" => Self::Floor,
+            other => anyhow::bail!("unknown mode {other:?} (push, poll, floor)"),
+        })
+    }
+
+    /// The name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Push => "push",
+            Self::Poll => "poll",
+            Self::Floor => "floor",
+        }
+    }
+}
+
+/// Percentiles of one latency distribution, in milliseconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Percentiles {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds")
+}
+
+impl Percentiles {
+    /// From a histogram of microseconds.
+    pub fn of(h: &Histogram<u64>) -> Self {
+        let ms = |us: u64| us as f64 / 1000.0;
+        if h.is_empty() {
+            return Self::default();
+        }
+        Self {
+            count: h.len(),
+            p50: ms(h.value_at_quantile(0.5)),
+            p90: ms(h.value_at_quantile(0.9)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+/// The distribution as (milliseconds, fraction at or below) points, for CDF plots.
+pub fn cdf(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let mut points: Vec<(f64, f64)> = (0..=200)
+        .map(|i| f64::from(i) / 200.0)
+        .chain([0.995, 0.999])
+        .map(|q| (h.value_at_quantile(q) as f64 / 1000.0, q))
+        .collect();
+    points.sort_by(|a, b| a.1.total_cmp(&b.1));
+    points
+}
+
+/// What was sent for one key.
+#[derive(Debug, Clone)]
+struct Sent {
+    at: Instant,
+    to: usize,
+}
+
+/// The latency histograms of one phase of a scenario.
+#[derive(Default)]
+pub struct PhaseHistograms {
+    /// Create sent → addressee's event received.
+    pub delivery: Option<Histogram<u64>>,
+    /// Create sent → requester's answered event received.
+    pub round_trip: Option<Histogram<u64>>,
+    /// Create sent → 201 received.
+    pub create: Option<Histogram<u64>>,
+    /// Deadline → requester's expired event received.
+    pub expiry_lateness: Option<Histogram<u64>>,
+}
+
+fn record(h: &mut Option<Histogram<u64>>, us: u64) {
+    let _ = h
+        .get_or_insert_with(histogram)
+        .record(us.clamp(1, 600_000_000));
+}
+
+fn since_us(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+#[derive(Default)]
+struct Inner {
+    sent: HashMap<u64, Sent>,
+    accepted: HashSet<u64>,
+    delivered: HashSet<u64>,
+    answered: HashSet<u64>,
+    expired: HashSet<u64>,
+    duplicates: u64,
+    /// Elicitation id → key, and its deadline, for requests that may expire.
+    deadlines: HashMap<u64, (String, usize, SystemTime)>,
+    phases: BTreeMap<usize, PhaseHistograms>,
+    errors: BTreeMap<String, u64>,
+    ready: usize,
+    /// Last sequence number each agent received (push, poll), to check order.
+    last_sequence: HashMap<usize, i64>,
+    order_violations: u64,
+    resets: u64,
+}
+
+/// Everything the agents observed, shared by all of them.
+#[derive(Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+/// Counts at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counts {
+    /// Creates sent.
+    pub sent: u64,
+    /// Creates the server accepted.
+    pub accepted: u64,
+    /// Distinct created events received by addressees.
+    pub delivered: u64,
+    /// Distinct answered events received by requesters.
+    pub answered: u64,
+    /// Distinct expired events received by requesters.
+    pub expired: u64,
+    /// Events received twice.
+    pub duplicates: u64,
+    /// Failed requests.
+    pub errors: u64,
+    /// Agents whose stream (or poll loop) is up.
+    pub ready: usize,
+}
+
+impl Metrics {
+    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        f(&mut self.inner.lock().expect("metrics lock"))
+    }
+
+    /// Counts a failed request under `what`.
+    pub fn error(&self, what: String) {
+        self.with(|m| *m.errors.entry(what).or_default() += 1);
+    }
+
+    /// The failures so far, by kind.
+    pub fn errors(&self) -> BTreeMap<String, u64> {
+        self.with(|m| m.errors.clone())
+    }
+
+    /// Counts now.
+    pub fn counts(&self) -> Counts {
+        self.with(|m| Counts {
+            sent: m.sent.len() as u64,
+            accepted: m.accepted.len() as u64,
+            delivered: m.delivered.len() as u64,
+            answered: m.answered.len() as u64,
+            expired: m.expired.len() as u64,
+            duplicates: m.duplicates,
+            errors: m.errors.values().sum(),
+            ready: m.ready,
+        })
+    }
+
+    /// Out-of-order or missing sequence numbers seen by any agent.
+    pub fn order_violations(&self) -> u64 {
+        self.with(|m| m.order_violations)
+    }
+
+    /// Takes the histograms of `phases`, merged.
+    pub fn take_phases(&self, phases: &[usize]) -> PhaseHistograms {
+        self.with(|m| {
+            let mut out = PhaseHistograms::default();
+            for p in phases {
+                let Some(h) = m.phases.remove(p) else {
+                    continue;
+                };
+                for (into, from) in [
+                    (&mut out.delivery, h.delivery),
+                    (&mut out.round_trip, h.round_trip),
+                    (&mut out.create, h.create),
+                    (&mut out.expiry_lateness, h.expiry_lateness),
+                ] {
+                    if let Some(from) = from {
+                        let _ = into.get_or_insert_with(histogram).add(&from);
+                    }
+                }
+            }
+            out
+        })
+    }
+
+    /// Whether every accepted create has reached its addressee and, as `expect` says, been
+    /// answered or expired.
+    pub fn settled(&self, silent: &HashSet<usize>) -> bool {
+        self.with(|m| {
+            m.accepted.iter().all(|k| {
+                let to_silent = m.sent.get(k).is_some_and(|s| silent.contains(&s.to));
+                m.delivered.contains(k)
+                    && if to_silent {
+                        m.expired.contains(k)
+                    } else {
+                        m.answered.contains(k)
+                    }
+            })
+        })
+    }
+
+    /// Accepted creates addressed to silent agents (which should expire) and to the others.
+    pub fn expected(&self, silent: &HashSet<usize>) -> (u64, u64) {
+        self.with(|m| {
+            let to_silent = m
+                .accepted
+                .iter()
+                .filter(|k| m.sent.get(k).is_some_and(|s| silent.contains(&s.to)))
+                .count() as u64;
+            (m.accepted.len() as u64 - to_silent, to_silent)
+        })
+    }
+
+    /// How many of `keys` reached their addressee.
+    pub fn delivered_among(&self, keys: &HashSet<u64>) -> u64 {
+        self.with(|m| keys.iter().filter(|k| m.delivered.contains(k)).count() as u64)
+    }
+
+    /// The keys accepted so far.
+    pub fn accepted_keys(&self) -> HashSet<u64> {
+        self.with(|m| m.accepted.clone())
+    }
+
+    /// Requests past their deadline that their requester has not seen expire: (key, id, from).
+    pub fn overdue(&self, now: SystemTime) -> Vec<(u64, String, usize)> {
+        self.with(|m| {
+            m.deadlines
+                .iter()
+                .filter(|(k, (_, _, at))| *at <= now && !m.expired.contains(k))
+                .map(|(k, (id, from, _))| (*k, id.clone(), *from))
+                .collect()
+        })
+    }
+
+    /// The log was reset (the agent fell a retained window behind): its next event follows `head`.
+    fn reset_sequence(&self, me: usize, head: i64) {
+        self.with(|m| {
+            m.last_sequence.insert(me, head);
+            m.resets += 1;
+        });
+    }
+
+    /// How many times an agent was told to re-sync.
+    pub fn resets(&self) -> u64 {
+        self.with(|m| m.resets)
+    }
+
+    fn is_delivered(&self, key: u64) -> bool {
+        self.with(|m| m.delivered.contains(&key))
+    }
+
+    fn note_sequence(&self, me: usize, seq: i64) {
+        self.with(|m| {
+            if let Some(last) = m.last_sequence.insert(me, seq)
+                && seq != last + 1
+            {
+                m.order_violations += 1;
+            }
+        });
+    }
+
+    fn on_ready(&self) {
+        self.with(|m| m.ready += 1);
+    }
+
+    fn on_created(&self, key: u64) -> bool {
+        self.with(|m| {
+            if !m.delivered.insert(key) {
+                m.duplicates += 1;
+                return false;
+            }
+            if let Some(s) = m.sent.get(&key) {
+                let us = since_us(s.at);
+                record(&mut m.phases.entry(phase_of(key)).or_default().delivery, us);
+            }
+            true
+        })
+    }
+
+    fn on_answered(&self, key: u64) {
+        self.with(|m| {
+            if !m.answered.insert(key) {
+                m.duplicates += 1;
+                return;
+            }
+            if let Some(s) = m.sent.get(&key) {
+                let us = since_us(s.at);
+                record(
+                    &mut m.phases.entry(phase_of(key)).or_default().round_trip,
+                    us,
+                );
+            }
+        });
+    }
+
+    fn on_expired(&self, key: u64, expires_at: Option<SystemTime>) {
+        self.with(|m| {
+            if !m.expired.insert(key) {
+                m.duplicates += 1;
+                return;
+            }
+            if let Some(at) = expires_at {
+                let late = SystemTime::now()
+                    .duration_since(at)
+                    .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+                    .unwrap_or(1);
+                record(
+                    &mut m.phases.entry(phase_of(key)).or_default().expiry_lateness,
+                    late,
+                );
+            }
+        });
+    }
+}
+
+/// Keys of phase `p` are `p * PHASE + i`.
+pub const PHASE: u64 = 1_000_000;
+
+fn phase_of(key: u64) -> usize {
+    usize::try_from(key / PHASE).unwrap_or(0)
+}
+
+/// Parses an RFC 3339 timestamp the app wrote.
+fn parse_time(s: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339(s).ok()
+}
+
+/// What every agent shares.
+pub struct Ctx {
+    /// How the agents talk to the server.
+    pub mode: Mode,
+    /// The server's base URL.
+    pub base: String,
+    /// One connection pool for all agents.
+    pub http: reqwest::Client,
+    /// What they observe.
+    pub metrics: Arc<Metrics>,
+    /// Agent `i`'s token (empty for the floor).
+    pub tokens: Vec<String>,
+    /// Agents that never answer.
+    pub silent: HashSet<usize>,
+}
+
+/// Agent `i`'s id.
+pub fn agent_id(i: usize) -> String {
+    format!("agent-{i}")
+}
+
+impl Ctx {
+    /// Sends request `key` from `from` to `to` (expiring after `ttl` seconds if given); returns
+    /// whether the server accepted it.
+    pub async fn create(&self, key: u64, from: usize, to: usize, ttl: Option<u64>) -> bool {
+        let at = Instant::now();
+        self.metrics.with(|m| m.sent.insert(key, Sent { at, to }));
+        let r = match self.mode {
+            Mode::Floor => {
+                self.http
+                    .post(format!("{}/pub/{}", self.base, agent_id(to)))
+                    .json(&json!({ "kind": "created", "key": key, "from": from }))
+                    .send()
+                    .await
+            }
+            _ => {
+                let mut body = json!({ "to": agent_id(to), "message": format!("bench-{key}") });
+                if let Some(ttl) = ttl {
+                    body["ttlSeconds"] = json!(ttl);
+                }
+                self.http
+                    .post(format!("{}/v1/elicitations", self.base))
+                    .bearer_auth(&self.tokens[from])
+                    .json(&body)
+                    .send()
+                    .await
+            }
+        };
+        match r {
+            Ok(r) if r.status().is_success() => {
+                let body: Value = r.json().await.unwrap_or(Value::Null);
+                self.metrics.with(|m| {
+                    m.accepted.insert(key);
+                    record(
+                        &mut m.phases.entry(phase_of(key)).or_default().create,
+                        since_us(at),
+                    );
+                    if ttl.is_some()
+                        && let (Some(id), Some(exp)) = (
+                            body["id"].as_str(),
+                            body["expiresAt"].as_str().and_then(parse_time),
+                        )
+                    {
+                        m.deadlines.insert(key, (id.to_string(), from, exp));
+                    }
+                });
+                true
+            }
+            Ok(r) => {
+                self.metrics
+                    .error(format!("create {}", r.status().as_u16()));
+                false
+            }
+            Err(e) => {
+                self.metrics
+                    .error(format!("create transport ({})", kind_of(&e)));
+                false
+            }
+        }
+    }
+
+    /// Reads request `id` as its requester `from`: how a polling client notices an expiry (the
+    /// read writes it, and the expired event then appears in both logs).
+    pub async fn look(&self, from: usize, id: &str) {
+        let r = self
+            .http
+            .get(format!("{}/v1/elicitations/{id}", self.base))
+            .bearer_auth(&self.tokens[from])
+            .send()
+            .await;
+        if let Ok(r) = r
+            && !r.status().is_success()
+        {
+            self.metrics.error(format!("read {}", r.status().as_u16()));
+        }
+    }
+
+    /// After a reset: learns of the pending requests in `me`'s inbox from the list, as a client
+    /// must, and handles those it had not been told of.
+    async fn resync(self: &Arc<Self>, me: usize) {
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut url = format!(
+                "{}/v1/agents/{}/elicitations?role=inbox&status=pending&limit=100",
+                self.base,
+                agent_id(me)
+            );
+            if let Some(c) = &cursor {
+                url.push_str(&format!("&cursor={c}"));
+            }
+            let page: Value = match self
+                .http
+                .get(url)
+                .bearer_auth(&self.tokens[me])
+                .send()
+                .await
+            {
+                Ok(r) if r.status().is_success() => r.json().await.unwrap_or(Value::Null),
+                Ok(r) => {
+                    self.metrics.error(format!("list {}", r.status().as_u16()));
+                    return;
+                }
+                Err(e) => {
+                    self.metrics
+                        .error(format!("list transport ({})", kind_of(&e)));
+                    return;
+                }
+            };
+            for el in page["items"].as_array().into_iter().flatten() {
+                let key = el["message"]
+                    .as_str()
+                    .and_then(|m| m.strip_prefix("bench-"))
+                    .and_then(|k| k.parse().ok());
+                if key.is_some_and(|k| !self.metrics.is_delivered(k)) {
+                    let data = json!({ "elicitation": el });
+                    self.handle(me, "elicitation.created", &data).await;
+                }
+            }
+            match page["nextCursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return,
+            }
+        }
+    }
+
+    /// What agent `me` does with one event.
+    async fn handle(self: &Arc<Self>, me: usize, kind: &str, data: &Value) {
+        let (key, id, from) = match self.mode {
+            Mode::Floor => (
+                data["key"].as_u64(),
+                None,
+                data["from"].as_u64().map(|f| f as usize),
+            ),
+            _ => {
+                let el = &data["elicitation"];
+                let key = el["message"]
+                    .as_str()
+                    .and_then(|m| m.strip_prefix("bench-"))
+                    .and_then(|k| k.parse().ok());
+                (key, el["id"].as_str().map(str::to_string), None)
+            }
+        };
+        let Some(key) = key else { return };
+        let mine = data["elicitation"]["from"] == agent_id(me).as_str();
+        match kind {
+            "elicitation.created" | "created" => {
+                if !self.metrics.on_created(key) || self.silent.contains(&me) {
+                    return;
+                }
+                let ctx = self.clone();
+                tokio::spawn(async move { ctx.answer(me, key, id, from).await });
+            }
+            // Both parties get answered and expired events; the requester's copy counts.
+            "elicitation.answered" if mine => self.metrics.on_answered(key),
+            "answered" => self.metrics.on_answered(key),
+            "elicitation.expired" if mine => {
+                let at = data["elicitation"]["expiresAt"]
+                    .as_str()
+                    .and_then(parse_time);
+                self.metrics.on_expired(key, at);
+            }
+            _ => {}
+        }
+    }
+
+    /// Declines request `key`, retrying while the server is unreachable (a restart).
+    async fn answer(&self, me: usize, key: u64, id: Option<String>, from: Option<usize>) {
+        for attempt in 0..100 {
+            let r = match self.mode {
+                Mode::Floor => {
+                    self.http
+                        .post(format!("{}/pub/{}", self.base, agent_id(from.unwrap_or(0))))
+                        .json(&json!({ "kind": "answered", "key": key }))
+                        .send()
+                        .await
+                }
+                _ => {
+                    self.http
+                        .post(format!(
+                            "{}/v1/elicitations/{}/response",
+                            self.base,
+                            id.as_deref().unwrap_or_default()
+                        ))
+                        .bearer_auth(&self.tokens[me])
+                        .json(&json!({ "action": "decline" }))
+                        .send()
+                        .await
+                }
+            };
+            match r {
+                Ok(r) if r.status().is_success() => return,
+                Ok(r) if r.status().is_server_error() && attempt < 99 => {}
+                Ok(r) => {
+                    self.metrics
+                        .error(format!("answer {}", r.status().as_u16()));
+                    return;
+                }
+                Err(_) if attempt < 99 => {}
+                Err(e) => {
+                    self.metrics
+                        .error(format!("answer transport ({})", kind_of(&e)));
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Runs agent `me` until `stop` is notified: holds its stream (push, floor; reconnecting with
+    /// its last event id) or polls (poll).
+    pub async fn agent(self: Arc<Self>, me: usize, stop: Arc<tokio::sync::Notify>) {
+        let name = agent_id(me);
+        let pause = || tokio::time::sleep(Duration::from_millis(100));
+        if self.mode == Mode::Poll {
+            self.metrics.on_ready();
+            let mut since = 0;
+            loop {
+                let req = self
+                    .http
+                    .get(format!(
+                        "{}/v1/agents/{name}/messages?since={since}&timeout=25",
+                        self.base
+                    ))
+                    .bearer_auth(&self.tokens[me])
+                    .send();
+                let r = tokio::select! { r = req => r, () = stop.notified() => return };
+                let body: Value = match r {
+                    Ok(r) if r.status().is_success() => r.json().await.unwrap_or(Value::Null),
+                    Ok(r) => {
+                        self.metrics.error(format!("poll {}", r.status().as_u16()));
+                        pause().await;
+                        continue;
+                    }
+                    Err(e) => {
+                        // The server is gone (a restart): try again shortly.
+                        self.metrics
+                            .error(format!("poll transport ({})", kind_of(&e)));
+                        pause().await;
+                        continue;
+                    }
+                };
+                if body["status"] == "reset" {
+                    since = body["head"].as_i64().unwrap_or(since);
+                    self.metrics.reset_sequence(me, since);
+                    self.resync(me).await;
+                    continue;
+                }
+                for e in body["events"].as_array().into_iter().flatten() {
+                    let seq = e["sequence"].as_i64().unwrap_or(since);
+                    self.metrics.note_sequence(me, seq);
+                    since = since.max(seq);
+                    self.handle(me, e["eventType"].as_str().unwrap_or(""), &e["data"])
+                        .await;
+                }
+            }
+        }
+        let mut last: Option<String> = None;
+        let mut first = true;
+        loop {
+            let url = match self.mode {
+                Mode::Floor => format!("{}/sub/{name}", self.base),
+                _ => format!("{}/v1/agents/{name}/events", self.base),
+            };
+            let mut req = self.http.get(url).bearer_auth(&self.tokens[me]);
+            if let Some(id) = &last {
+                req = req.header("last-event-id", id);
+            }
+            let resp = tokio::select! { r = req.send() => r, () = stop.notified() => return };
+            let resp = match resp {
+                Ok(r) if r.status().is_success() => r,
+                Ok(r) => {
+                    self.metrics
+                        .error(format!("stream {}", r.status().as_u16()));
+                    pause().await;
+                    continue;
+                }
+                Err(e) => {
+                    self.metrics
+                        .error(format!("stream transport ({})", kind_of(&e)));
+                    pause().await;
+                    continue;
+                }
+            };
+            let mut events = eventsource_stream::Eventsource::eventsource(resp.bytes_stream());
+            loop {
+                let next =
+                    tokio::select! { n = events.next() => n, () = stop.notified() => return };
+                let Some(Ok(e)) = next else { break };
+                if e.event == "ready" {
+                    if first {
+                        self.metrics.on_ready();
+                        first = false;
+                    }
+                    continue;
+                }
+                if e.event == "reset" {
+                    let head = e.id.parse().unwrap_or(0);
+                    self.metrics.reset_sequence(me, head);
+                    last = Some(e.id.clone());
+                    self.resync(me).await;
+                    continue;
+                }
+                if self.mode == Mode::Push && !e.id.is_empty() {
+                    if let Ok(seq) = e.id.parse() {
+                        self.metrics.note_sequence(me, seq);
+                    }
+                    last = Some(e.id.clone());
+                }
+                let data: Value = serde_json::from_str(&e.data).unwrap_or(Value::Null);
+                let kind = if self.mode == Mode::Floor {
+                    data["kind"].as_str().unwrap_or("").to_string()
+                } else {
+                    e.event.clone()
+                };
+                self.handle(me, &kind, &data).await;
+            }
+        }
+    }
+}
+
+/// A short name for a transport error.
+fn kind_of(e: &reqwest::Error) -> &'static str {
+    if e.is_connect() {
+        "connect"
+    } else if e.is_timeout() {
+        "timeout"
+    } else if e.is_body() || e.is_decode() {
+        "body"
+    } else {
+        "other"
+    }
+}
