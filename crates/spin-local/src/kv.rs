@@ -199,10 +199,32 @@ fn open_sqlite(path: &Path) -> anyhow::Result<Arc<Mutex<Connection>>> {
     }
     let conn = Connection::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
+    // Checkpoints (copying the write-ahead log into the database, with an fsync) happen on a
+    // connection of their own, so the one that serves the components never stalls on them.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;",
+    )?;
     conn.execute_batch(SCHEMA)?;
-    Ok(Arc::new(Mutex::new(conn)))
+    let conn = Arc::new(Mutex::new(conn));
+    let checkpoints = Connection::open(path)
+        .with_context(|| format!("cannot open {} for checkpoints", path.display()))?;
+    checkpoints.busy_timeout(std::time::Duration::from_secs(5))?;
+    let serving = Arc::downgrade(&conn);
+    std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            // Until the serving connection is gone.
+            while serving.strong_count() > 0 {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                let _ = checkpoints.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            }
+        })
+        .context("cannot start the checkpoint thread")?;
+    Ok(conn)
 }
+
+/// How often the write-ahead log is checkpointed.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// `runtime-config.toml`, the parts about key-value stores.
 #[derive(Debug, Default, Deserialize)]

@@ -187,13 +187,16 @@ impl Worker {
 struct InstanceCap {
     limit: Option<usize>,
     accepting: AtomicUsize,
-    /// Requests of a capped component being handed in at once (until their response head): the
-    /// others wait here in order instead of all retrying against a busy instance.
+    /// Refused requests of a capped component trying again at once: the others wait here in order
+    /// instead of all retrying against a busy instance.
     admission: tokio::sync::Semaphore,
 }
 
-/// Requests of a capped component handed in at once.
+/// Refused requests of a capped component trying again at once.
 const ADMISSION: usize = 4;
+
+/// A retry not refused within this long has been taken in by an instance.
+const ADMITTED_AFTER: Duration = Duration::from_millis(5);
 
 impl InstanceCap {
     /// Takes a place for a new instance, if there is one.
@@ -607,13 +610,27 @@ impl Server {
         let body = body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync();
         let mut request = Request::from_parts(parts, body);
         let cap = &handler.state().cap;
-        let _admitted = match cap.limit {
-            Some(_) => cap.admission.acquire().await.ok(),
-            None => None,
-        };
+        let mut refused_before = false;
         let mut waited = 0u32;
         let e = loop {
-            let e = match handler.handle((), request).await {
+            let attempt = handler.handle((), request);
+            let result = if refused_before {
+                // Refused requests try again a few at a time, so a crowd of them does not keep a
+                // busy instance's caller spinning; one not refused again within ADMITTED_AFTER was
+                // taken in, and lets the next one try while it waits for its response.
+                let permit = cap.admission.acquire().await.ok();
+                let mut attempt = std::pin::pin!(attempt);
+                tokio::select! {
+                    r = &mut attempt => r,
+                    () = tokio::time::sleep(ADMITTED_AFTER) => {
+                        drop(permit);
+                        attempt.await
+                    }
+                }
+            } else {
+                attempt.await
+            };
+            let e = match result {
                 Ok(resp) => return resp,
                 Err(e) => e,
             };
@@ -624,6 +641,7 @@ impl Server {
                         Ok(r) => r,
                         Err(poisoned) => poisoned.into_inner(),
                     };
+                    refused_before = true;
                     waited += 1;
                     if waited <= 4 {
                         tokio::task::yield_now().await;
