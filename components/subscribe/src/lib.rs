@@ -19,6 +19,7 @@ async fn handle(req: Request) -> anyhow::Result<Response<BoxBody>> {
         &opts,
         adapter::now,
         adapter::sleep_ms,
+        adapter::watch::until_changed,
     )
     .await;
     Ok(adapter::into_response(resp))

@@ -8,6 +8,7 @@ use std::future::Future;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::changes;
 use crate::error::Error;
 use crate::model::Status;
 use crate::service::{self, ListQuery};
@@ -319,19 +320,24 @@ impl Default for ReadOptions {
 }
 
 /// The read routes (component `subscribe`): one elicitation (optionally waiting), its history, an
-/// agent's list, and the legacy polling route. `sleep` waits the given milliseconds; `clock` reads the time.
-pub async fn read<S, F, Fut>(
+/// agent's list, and the legacy polling route. `sleep` waits the given milliseconds; `clock` reads
+/// the time; `until_changed(agents, since, ms)` waits until one of `agents` changed after change-feed
+/// position `since`, or `ms` passed (a `?wait=` read waits with it).
+pub async fn read<S, F, Fut, W, WFut>(
     store: &S,
     req: &Request,
     secrets: &Secrets,
     opts: &ReadOptions,
     clock: impl Fn() -> Timestamp,
     sleep: F,
+    until_changed: W,
 ) -> Response
 where
     S: Store,
     F: Fn(u64) -> Fut,
     Fut: Future<Output = ()>,
+    W: Fn(Vec<String>, i64, u64) -> WFut,
+    WFut: Future<Output = ()>,
 {
     respond(
         async {
@@ -361,6 +367,12 @@ where
                     _ => return Err(Error::BadRequest(format!("unknown query parameter {k:?}"))),
                 }
             }
+            // The feed position is read first: whatever changes after it wakes the wait.
+            let mut since = if wait_ms > 0 {
+                changes::position(store).await?
+            } else {
+                0
+            };
             let mut e = service::get(store, &actor, id, started).await?;
             loop {
                 let now = clock();
@@ -369,21 +381,15 @@ where
                 }
                 // Wake at the deadline at the latest, so expiry is seen on time.
                 let left = wait_ms - started.millis_until(now);
-                sleep(
-                    WAIT_POLL_MS
-                        .min(left)
-                        .min(now.millis_until(e.expires_at).max(1)),
-                )
-                .await;
+                let ms = left.min(now.millis_until(e.expires_at).max(1));
+                until_changed(vec![e.from.clone(), e.to.clone()], since, ms).await;
+                since = changes::position(store).await?;
                 e = service::get(store, &actor, id, clock()).await?;
             }
         }
         .await,
     )
 }
-
-/// How often a `?wait=` read looks at the record again.
-pub const WAIT_POLL_MS: u64 = 20;
 
 /// Longest `timeout` of the legacy route, in seconds (hosted platforms end requests at 30 s).
 pub const MAX_LEGACY_TIMEOUT_SECONDS: u64 = 25;

@@ -29,6 +29,11 @@ pub const RING: i64 = 4096;
 /// How long a reader waits for a slot whose number was taken but not yet written.
 pub const GAP_GRACE_MS: u64 = 1000;
 
+/// The feed's position now: every change published so far has a number up to it.
+pub async fn position<S: Store>(store: &S) -> StoreResult<i64> {
+    Ok(decode_counter(store.get(keys::EPOCH).await?.as_deref()))
+}
+
 /// Announces that `agent`'s log or index changed. Call after the change is written.
 pub async fn publish<S: Store>(store: &S, agent: &str) -> StoreResult<()> {
     let n = store.increment(keys::EPOCH, 1).await?;
@@ -62,10 +67,20 @@ pub struct Feed {
 impl Feed {
     /// A reader starting at the current end of the feed.
     pub async fn start<S: Store>(store: &S) -> StoreResult<Self> {
-        Ok(Self {
-            last: decode_counter(store.get(keys::EPOCH).await?.as_deref()),
+        Ok(Self::at(position(store).await?))
+    }
+
+    /// A reader that reports the changes numbered after `position`.
+    pub fn at(position: i64) -> Self {
+        Self {
+            last: position,
             gaps: BTreeMap::new(),
-        })
+        }
+    }
+
+    /// The last number this reader has looked at.
+    pub fn position(&self) -> i64 {
+        self.last
     }
 
     /// Reads what was published since the last call.

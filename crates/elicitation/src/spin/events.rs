@@ -3,11 +3,11 @@
 //! Spin gives an HTTP component no change notification, so all the streams an instance holds are
 //! served by one loop, the instance's *hub* (WASIp3 instances serve many requests at once and share
 //! their statics). A stream request only checks its token, opens the response body and hands it to
-//! the hub. Every `stream_tick_ms` the hub reads the [change feed](crate::changes)'s counter — one
-//! read per tick per instance, however many streams it holds — and only when that moved does it
-//! read the new feed entries, which name the agents that changed; it then reads those agents' log
-//! and outbox heads in one batch, and each of their streams whose head moved reads its own events
-//! after its cursor. So the reads follow the changes, not the streams. Correctness does not depend
+//! the hub. Every `stream_tick_ms` (`stream_idle_tick_ms` after a quiet second) the hub reads the
+//! [change feed](crate::changes)'s counter — one read per tick per instance, however many streams
+//! it holds — and only when that moved does it read the new feed entries, which name the agents
+//! that changed; it then reads those agents' log and outbox heads in one batch, and each of their
+//! streams whose head moved reads its own events after its cursor. So the reads follow the changes, not the streams. Correctness does not depend
 //! on sharing: with one stream per instance the same code runs, it just polls more.
 //!
 //! The hub writes each stream's body through the component-model stream of its response directly,
@@ -22,7 +22,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 
 use spin_sdk::http::{IntoResponse, Request};
-use spin_sdk::wasip3::http::types::{Fields, Response as WasiResponse};
+use spin_sdk::wasip3::http::types::{ErrorCode, Fields, Response as WasiResponse};
 use spin_sdk::wasip3::http_compat::BodyWriter;
 
 use super::{SpinStore, into_response, number_variable, prepare, sleep_ms};
@@ -39,8 +39,8 @@ use crate::time::Timestamp;
 /// Stream settings, from Spin variables.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamOptions {
-    /// How often the hub looks for changes (`stream_tick_ms`, default 2).
-    pub tick_ms: u64,
+    /// How often the hub looks for changes.
+    pace: Pace,
     /// A stream ends after this long (`stream_max_seconds`, default 25: hosted platforms cut at 30 s).
     pub max_seconds: u64,
     /// Heartbeat interval while idle (`stream_heartbeat_seconds`, default 10).
@@ -53,7 +53,7 @@ impl StreamOptions {
     /// Reads the variables.
     pub async fn load() -> Self {
         Self {
-            tick_ms: number_variable("stream_tick_ms", 2).await.max(1),
+            pace: Pace::load().await,
             max_seconds: number_variable("stream_max_seconds", 25).await.max(1),
             heartbeat_seconds: number_variable("stream_heartbeat_seconds", 10).await.max(1),
             retry_ms: 1000,
@@ -63,6 +63,48 @@ impl StreamOptions {
 
 /// How many events one read takes.
 const BATCH: usize = 100;
+
+/// How long a write to one stream may wait for its client before the stream is closed.
+const SLOW_CLIENT_MS: u64 = 250;
+
+/// After a change, a poller keeps the faster tick this long.
+const ACTIVE_MS: u64 = 1000;
+
+/// How fast a poller of the change feed (a stream hub, a wait watcher) ticks: `stream_tick_ms`
+/// while changes keep coming, `stream_idle_tick_ms` after a quiet second.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Pace {
+    tick_ms: u64,
+    idle_tick_ms: u64,
+    last_change: Timestamp,
+}
+
+impl Pace {
+    /// Reads the variables.
+    pub(super) async fn load() -> Self {
+        Self {
+            tick_ms: number_variable("stream_tick_ms", 1).await.max(1),
+            idle_tick_ms: number_variable("stream_idle_tick_ms", 3).await.max(1),
+            last_change: Timestamp(0),
+        }
+    }
+
+    /// Something changed at `now`.
+    pub(super) fn changed(&mut self, now: Timestamp) {
+        self.last_change = now;
+    }
+
+    /// Sleeps until the next look.
+    pub(super) async fn wait(&self) {
+        let active = self.last_change.millis_until(Timestamp::now()) < ACTIVE_MS;
+        sleep_ms(if active {
+            self.tick_ms
+        } else {
+            self.idle_tick_ms
+        })
+        .await;
+    }
+}
 
 /// How many new streams the hub opens per tick.
 const STARTS_PER_TICK: usize = 64;
@@ -162,6 +204,8 @@ struct Live {
     out: String,
     finished: bool,
     gone: bool,
+    /// A write is in progress this tick.
+    writing: bool,
 }
 
 impl Live {
@@ -170,11 +214,11 @@ impl Live {
         let now = Timestamp::now();
         // Streams opened together (a reconnect wave after a restart) would otherwise send their
         // heartbeats and end all on the same tick, and reconnect together again: the first
-        // heartbeat comes after half to all of the interval, and the stream ends within the last
-        // fifth of `stream_max_seconds`.
+        // heartbeat comes anywhere within the interval, and the stream ends within the last fifth
+        // of `stream_max_seconds`.
         let max_ms = opts.max_seconds * 1000;
         let end = Timestamp(now.0 + max_ms - (spread * (max_ms / 5) as f64) as u64);
-        let quiet_for = (spread * (opts.heartbeat_seconds * 500) as f64) as u64;
+        let quiet_for = (spread * (opts.heartbeat_seconds * 1000) as f64) as u64;
         let last_write = Timestamp(now.0.saturating_sub(quiet_for));
         let mut out = String::new();
         let cursor = match job.resume {
@@ -200,6 +244,7 @@ impl Live {
             out,
             finished: false,
             gone: false,
+            writing: false,
         };
         live.out_head = decode_counter(
             store
@@ -353,6 +398,7 @@ async fn hub(opts: StreamOptions) {
     let Ok(store) = opened.as_ref() else { return };
     let mut streams: Vec<Live> = Vec::new();
     let mut feed: Option<changes::Feed> = None;
+    let mut pace = opts.pace;
     let heartbeat = opts.heartbeat_seconds * 1000;
     let mut opened: u64 = 0;
     loop {
@@ -389,6 +435,9 @@ async fn hub(opts: StreamOptions) {
             .filter(|s| s.last_write.millis_until(now) >= heartbeat)
             .map(|s| s.agent.clone())
             .collect();
+        if poll != Poll::Quiet {
+            pace.changed(now);
+        }
         match poll {
             Poll::Everything => check_heads(store, &mut streams, None).await,
             Poll::Agents(agents) => {
@@ -430,20 +479,43 @@ async fn hub(opts: StreamOptions) {
             }
         }
         // Only streams with something to say are written: an idle tick costs a few comparisons
-        // per stream.
-        futures::future::join_all(
-            streams
-                .iter_mut()
-                .filter(|s| !s.out.is_empty())
-                .map(|s| async move { s.gone = !s.flush().await }),
-        )
-        .await;
+        // per stream. A client that stops reading must not hold up the others: a write still
+        // waiting after SLOW_CLIENT_MS is abandoned and that stream closed (its client resumes
+        // from its last complete event).
+        let mut waiting = 0usize;
+        for s in streams.iter_mut().filter(|s| !s.out.is_empty()) {
+            s.writing = true;
+            waiting += 1;
+        }
+        if waiting > 0 {
+            let writes = futures::future::join_all(streams.iter_mut().filter(|s| s.writing).map(
+                |s| async move {
+                    s.gone = !s.flush().await;
+                    s.writing = false;
+                },
+            ));
+            let limit = sleep_ms(SLOW_CLIENT_MS);
+            futures::future::select(std::pin::pin!(writes), std::pin::pin!(limit)).await;
+            for s in streams.iter_mut().filter(|s| s.writing) {
+                s.writing = false;
+                s.gone = true;
+            }
+        }
         if streams.iter().any(|s| s.finished || s.gone) {
             let (ended, open): (Vec<Live>, Vec<Live>) =
                 streams.into_iter().partition(|s| s.finished || s.gone);
             streams = open;
             for s in ended {
-                // Close the body, then report a clean end (no trailers) without holding up the loop.
+                // Close the body, then report how it ended without holding up the loop: cleanly
+                // (no trailers), or as failed when the client stopped reading and a frame may be
+                // cut short.
+                let result = if s.gone {
+                    Err(ErrorCode::InternalError(Some(
+                        "event stream closed: the client stopped reading".into(),
+                    )))
+                } else {
+                    Ok(None)
+                };
                 let BodyWriter {
                     stream_writer,
                     result_writer,
@@ -451,10 +523,10 @@ async fn hub(opts: StreamOptions) {
                 } = s.body;
                 drop(stream_writer);
                 spin_sdk::wasip3::spawn(async move {
-                    let _ = result_writer.write(Ok(None)).await;
+                    let _ = result_writer.write(result).await;
                 });
             }
         }
-        sleep_ms(opts.tick_ms).await;
+        pace.wait().await;
     }
 }
