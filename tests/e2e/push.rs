@@ -380,3 +380,105 @@ fn after_a_kill_9_every_committed_event_arrives_exactly_once() {
         check_exactly_once_in_order(&events, &mine, false);
     }
 }
+
+/// A host that runs `component` as one instance holding up to 64 requests, as `scripts/serve` does.
+fn one_instance_of(component: &str) -> Host {
+    let reuse = format!("{component}=64");
+    let cap = format!("{component}=1");
+    Host::start(
+        &e2e::repo().join("spin.toml"),
+        &[
+            "--component-concurrent-reuse",
+            &reuse,
+            "--component-max-instances",
+            &cap,
+        ],
+    )
+}
+
+#[test]
+fn with_one_events_instance_every_stream_is_held_and_served_by_it() {
+    // Streams opened together queue for room in the one instance.
+    let host = one_instance_of("events");
+    let c = host.client();
+    let a = agent("asker");
+    let ta = c.token(&a);
+    let peers: Vec<(String, String)> = (0..24)
+        .map(|i| {
+            let b = agent(&format!("held{i}"));
+            let t = c.token(&b);
+            (b, t)
+        })
+        .collect();
+    let streams: Vec<Sse> = peers.iter().map(|(b, t)| c.events(b, t, None)).collect();
+    for s in &streams {
+        assert_eq!(s.expect_open(), 0);
+    }
+    let stats = c.get("/.well-known/spin/stats", None).expect(200);
+    assert_eq!(stats["components"]["events"]["instancesLive"], 1, "{stats}");
+    assert_eq!(
+        stats["components"]["events"]["instancesStarted"], 1,
+        "{stats}"
+    );
+    assert!(stats["components"]["events"]["requests"].as_u64() >= Some(24));
+    for ((b, _), s) in peers.iter().zip(&streams) {
+        let id = ask(&c, &ta, b, json!({}));
+        assert_eq!(expect_event(s, "elicitation.created", &id).seq(), 1);
+    }
+    let after = c.get("/.well-known/spin/stats", None).expect(200);
+    let read = |v: &Value| v["keyValue"]["keysRead"].as_u64().unwrap_or(0);
+    let written = |v: &Value| v["keyValue"]["keysWritten"].as_u64().unwrap_or(0);
+    assert!(read(&after) > read(&stats) && written(&after) > written(&stats));
+    assert_eq!(after["components"]["events"]["instancesStarted"], 1);
+}
+
+#[test]
+fn waiting_reads_in_one_instance_share_its_watcher_and_all_wake() {
+    let host = one_instance_of("subscribe");
+    let c = host.client();
+    let (a, b) = (agent("waiter"), agent("answerer"));
+    let (ta, tb) = (c.token(&a), c.token(&b));
+    let ids: Vec<String> = (0..12).map(|_| ask(&c, &ta, &b, json!({}))).collect();
+    let expiring = ask(&c, &ta, &b, json!({ "ttlSeconds": 1 }));
+    let waits: Vec<_> = ids
+        .iter()
+        .chain([&expiring])
+        .map(|id| {
+            let (c, ta, id) = (c.clone(), ta.clone(), id.clone());
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let e = c
+                    .get(&format!("/v1/elicitations/{id}?wait=20"), Some(&ta))
+                    .expect(200);
+                (
+                    e["status"].as_str().unwrap_or("").to_string(),
+                    started.elapsed(),
+                )
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    for id in &ids {
+        c.answer(&tb, id, &json!({ "action": "decline" }))
+            .expect(200);
+    }
+    let results: Vec<(String, Duration)> = waits.into_iter().map(|w| w.join().unwrap()).collect();
+    for (status, took) in &results[..ids.len()] {
+        assert_eq!(status, "declined");
+        assert!(
+            *took < Duration::from_secs(10),
+            "woken by the answer, not the limit"
+        );
+    }
+    let (status, took) = &results[ids.len()];
+    assert_eq!(status, "expired");
+    assert!(
+        *took < Duration::from_secs(10),
+        "woken at the deadline, not the limit"
+    );
+    let stats = c.get("/.well-known/spin/stats", None).expect(200);
+    assert_eq!(
+        stats["components"]["subscribe"]["instancesStarted"], 1,
+        "{stats}"
+    );
+}
