@@ -144,6 +144,10 @@ struct Inner {
     last_sequence: HashMap<usize, i64>,
     order_violations: u64,
     resets: u64,
+    /// Requests learnt of from the inbox list after a reset.
+    resynced: HashSet<u64>,
+    /// Who wants to know the id the server gives a request.
+    pending_ids: HashMap<u64, tokio::sync::oneshot::Sender<String>>,
 }
 
 /// Everything the agents observed, shared by all of them.
@@ -292,8 +296,9 @@ impl Metrics {
         self.with(|m| m.resets)
     }
 
-    fn is_delivered(&self, key: u64) -> bool {
-        self.with(|m| m.delivered.contains(&key))
+    /// Marks `key` as learnt of by re-sync, unless it was delivered already; true if it was not.
+    fn resync_key(&self, key: u64) -> bool {
+        self.with(|m| !m.delivered.contains(&key) && m.resynced.insert(key))
     }
 
     fn note_sequence(&self, me: usize, seq: i64) {
@@ -313,7 +318,11 @@ impl Metrics {
     fn on_created(&self, key: u64) -> bool {
         self.with(|m| {
             if !m.delivered.insert(key) {
-                m.duplicates += 1;
+                // After a re-sync the client learns of a request from the list and may then see
+                // its event too: that is one delivery, not two.
+                if !m.resynced.remove(&key) {
+                    m.duplicates += 1;
+                }
                 return false;
             }
             if let Some(s) = m.sent.get(&key) {
@@ -425,6 +434,10 @@ impl Ctx {
                 let body: Value = r.json().await.unwrap_or(Value::Null);
                 self.metrics.with(|m| {
                     m.accepted.insert(key);
+                    if let (Some(tx), Some(id)) = (m.pending_ids.remove(&key), body["id"].as_str())
+                    {
+                        let _ = tx.send(id.to_string());
+                    }
                     record(
                         &mut m.phases.entry(phase_of(key)).or_default().create,
                         since_us(at),
@@ -451,6 +464,16 @@ impl Ctx {
                 false
             }
         }
+    }
+
+    /// Sends request `key` from `from` to `to` and returns its id if the server accepted it.
+    pub async fn create_returning_id(&self, key: u64, from: usize, to: usize) -> Option<String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.metrics.with(|m| m.pending_ids.insert(key, tx));
+        if !self.create(key, from, to, None).await {
+            return None;
+        }
+        rx.await.ok()
     }
 
     /// Reads request `id` as its requester `from`: how a polling client notices an expiry (the
@@ -505,7 +528,7 @@ impl Ctx {
                     .as_str()
                     .and_then(|m| m.strip_prefix("bench-"))
                     .and_then(|k| k.parse().ok());
-                if key.is_some_and(|k| !self.metrics.is_delivered(k)) {
+                if key.is_some_and(|k| self.metrics.resync_key(k)) {
                     let data = json!({ "elicitation": el });
                     self.handle(me, "elicitation.created", &data).await;
                 }

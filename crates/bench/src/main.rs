@@ -92,12 +92,12 @@ pub struct RunArgs {
     /// `stream_tick_ms` of the app under test (default: the app's own default in spin.toml).
     #[arg(long)]
     pub tick_ms: Option<u64>,
-    /// Streams one `events` instance may hold (`spin-local --component-concurrent-reuse events=N`);
-    /// the default is what `scripts/serve` uses.
+    /// Requests one `events` (streams) or `subscribe` (polls, waits) instance may hold
+    /// (`spin-local --component-concurrent-reuse`); the default is what `scripts/serve` uses.
     #[arg(long, default_value_t = 4096)]
     pub stream_reuse: usize,
-    /// Cap on `events` instances (`spin-local --component-max-instances events=N`; 0 = no cap);
-    /// the default is what `scripts/serve` uses.
+    /// Cap on `events` and on `subscribe` instances (`spin-local --component-max-instances`;
+    /// 0 = no cap); the default is what `scripts/serve` uses.
     #[arg(long, default_value_t = 1)]
     pub stream_instances: usize,
     /// Small, correctness-only run of every scenario for CI; fails unless every run is clean.
@@ -129,10 +129,17 @@ fn main() -> anyhow::Result<()> {
                 args.sustained_agents = 10;
                 args.sustained_rate = 10.0;
             }
-            let tick_ms = args.tick_ms.or_else(server::app_tick_ms);
+            let ticks = format!(
+                "`stream_tick_ms` = {}, `stream_idle_tick_ms` = {}",
+                args.tick_ms
+                    .map(|t| t.to_string())
+                    .or_else(|| server::app_default("stream_tick_ms"))
+                    .unwrap_or_default(),
+                server::app_default("stream_idle_tick_ms").unwrap_or_default()
+            );
             let results = rt.block_on(run(&args))?;
             let failed = results.iter().filter(|r| !r.clean()).count();
-            report::write(&args, &results, tick_ms)?;
+            report::write(&args, &results, &ticks)?;
             if failed > 0 {
                 anyhow::bail!(
                     "{failed} run(s) lost, duplicated, reordered or failed events; see the report"

@@ -89,7 +89,7 @@ const SCENARIOS: [(&str, &str); 7] = [
 ];
 
 /// Writes the JSON results and (unless `--quick`) BENCHMARKS.md and the plots.
-pub fn write(args: &RunArgs, results: &[RunResult], tick_ms: Option<u64>) -> anyhow::Result<()> {
+pub fn write(args: &RunArgs, results: &[RunResult], ticks: &str) -> anyhow::Result<()> {
     let (cores, mem, model) = machine();
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let stamp = std::time::SystemTime::now()
@@ -101,7 +101,7 @@ pub fn write(args: &RunArgs, results: &[RunResult], tick_ms: Option<u64>) -> any
         "machine": { "cores": cores, "memory": mem, "cpu": model },
         "command": command,
         "unixTime": stamp,
-        "streamTickMs": tick_ms,
+        "streamTicks": ticks,
         "streamInstances": args.stream_instances,
         "streamReuse": args.stream_reuse,
         "results": results,
@@ -135,8 +135,7 @@ pub fn write(args: &RunArgs, results: &[RunResult], tick_ms: Option<u64>) -> any
     );
     let _ = writeln!(
         w,
-        "- Modes: **push** = SSE streams from the `events` component on `spin-local` (`stream_tick_ms` = {}, streams held by {} `events` instance(s) as `scripts/serve` runs it); **poll** = the legacy `wait_for_messages` route, checking the store once per second as the seed did; **floor** = a native in-memory SSE fan-out server (tokio + hyper, no Wasm, no store), where the scenario is plain delivery.\n",
-        tick_ms.map_or("the app default".into(), |t| t.to_string()),
+        "- Modes: **push** = SSE streams from the `events` component on `spin-local` ({ticks}; streams held by {} `events` instance(s), as `scripts/serve` runs it); **poll** = the legacy `wait_for_messages` route, checking the store once per second as the seed did; **floor** = a native in-memory SSE fan-out server (tokio + hyper, no Wasm, no store), where the scenario is plain delivery.\n",
         if args.stream_instances == 0 {
             "any number of".to_string()
         } else {

@@ -533,9 +533,68 @@ pub async fn single_pair(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
         let r = finish(&s, &mark, step);
         say(&r);
         rows.push(r);
+        if mode == Mode::Push {
+            rows.push(single_pair_waiting(args, &mut s).await?);
+        }
         s.stop();
     }
     Ok(rows)
+}
+
+/// The single pair again, the requester without a stream: after each create it reads the request
+/// with `?wait=25`, which returns when the answer is in. Round trip = create sent → that read's
+/// response received.
+async fn single_pair_waiting(args: &RunArgs, s: &mut Session) -> anyhow::Result<RunResult> {
+    s.disconnect(0..1);
+    let mark = Mark::now(s);
+    let mut waits = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+    let mut answered = 0;
+    let started = Instant::now();
+    for i in 0..args.pair_count {
+        let sent = Instant::now();
+        let key = PHASE + i;
+        let Some(id) = s.ctx.create_returning_id(key, 0, 1).await else {
+            continue;
+        };
+        let r = s
+            .ctx
+            .http
+            .get(format!("{}/v1/elicitations/{id}?wait=25", s.server.base))
+            .bearer_auth(&s.ctx.tokens[0])
+            .send()
+            .await;
+        match r {
+            Ok(r) if r.status().is_success() => {
+                let e: Value = r.json().await.unwrap_or(Value::Null);
+                if e["status"] == "declined" {
+                    answered += 1;
+                    let us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    let _ = waits.record(us.clamp(1, 600_000_000));
+                } else {
+                    s.metrics().error(format!("wait returned {}", e["status"]));
+                }
+            }
+            Ok(r) => s.metrics().error(format!("wait {}", r.status().as_u16())),
+            Err(_) => s.metrics().error("wait transport".into()),
+        }
+    }
+    let mut step = Step::new(
+        "single-pair",
+        format!(
+            "{} sequential, requester waits with ?wait=",
+            args.pair_count
+        ),
+        2,
+        1,
+    );
+    step.seconds = started.elapsed().as_secs_f64();
+    step.rss_connected = s.server.rss();
+    let mut r = finish(s, &mark, step);
+    r.round_trip = Percentiles::of(&waits);
+    r.answered = answered;
+    r.expected_answers = r.accepted;
+    say(&r);
+    Ok(r)
 }
 
 /// 2. Scaling: for each agent count, every agent connected, idle cost measured, then `rate`

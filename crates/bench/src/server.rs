@@ -39,13 +39,13 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The default of `stream_tick_ms` in spin.toml (for the report when the run does not set it).
-pub fn app_tick_ms() -> Option<u64> {
+/// The default of application variable `name` in spin.toml (for the report).
+pub fn app_default(name: &str) -> Option<String> {
     let manifest = std::fs::read_to_string(repo_root().join("spin.toml")).ok()?;
     let line = manifest
         .lines()
-        .find(|l| l.trim_start().starts_with("stream_tick_ms ="))?;
-    line.split('"').nth(1)?.parse().ok()
+        .find(|l| l.trim_start().starts_with(&format!("{name} =")))?;
+    line.split('"').nth(1).map(str::to_string)
 }
 
 async fn spawn(mut cmd: Command) -> anyhow::Result<(Child, String, u32)> {
@@ -90,15 +90,19 @@ fn host_command(args: &RunArgs, state: &Path, listen: &str) -> anyhow::Result<Co
         .args([
             "--component-concurrent-reuse",
             &format!("events={}", args.stream_reuse),
+            "--component-concurrent-reuse",
+            &format!("subscribe={}", args.stream_reuse),
         ])
         .args(["--variable", "legacy_poll_ms=1000"])
         .env("SPIN_VARIABLE_TOKEN_SECRET", "bench-secret")
         .env("SPIN_VARIABLE_ADMIN_TOKEN", ADMIN);
     if args.stream_instances > 0 {
-        cmd.args([
-            "--component-max-instances",
-            &format!("events={}", args.stream_instances),
-        ]);
+        for component in ["events", "subscribe"] {
+            cmd.args([
+                "--component-max-instances",
+                &format!("{component}={}", args.stream_instances),
+            ]);
+        }
     }
     if let Some(t) = args.tick_ms {
         cmd.args(["--variable", &format!("stream_tick_ms={t}")]);
