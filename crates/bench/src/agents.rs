@@ -146,6 +146,9 @@ struct Inner {
     resets: u64,
     /// Requests learnt of from the inbox list after a reset.
     resynced: HashSet<u64>,
+    /// Events of any kind received, and when the last one came.
+    events: u64,
+    last_event: Option<Instant>,
     /// Who wants to know the id the server gives a request.
     pending_ids: HashMap<u64, tokio::sync::oneshot::Sender<String>>,
 }
@@ -175,6 +178,8 @@ pub struct Counts {
     pub errors: u64,
     /// Agents whose stream (or poll loop) is up.
     pub ready: usize,
+    /// Events of any kind received by any agent.
+    pub events: u64,
 }
 
 impl Metrics {
@@ -203,7 +208,13 @@ impl Metrics {
             duplicates: m.duplicates,
             errors: m.errors.values().sum(),
             ready: m.ready,
+            events: m.events,
         })
+    }
+
+    /// When the last event of any kind arrived.
+    pub fn last_event(&self) -> Option<Instant> {
+        self.with(|m| m.last_event)
     }
 
     /// Out-of-order or missing sequence numbers seen by any agent.
@@ -542,6 +553,10 @@ impl Ctx {
 
     /// What agent `me` does with one event.
     async fn handle(self: &Arc<Self>, me: usize, kind: &str, data: &Value) {
+        self.metrics.with(|m| {
+            m.events += 1;
+            m.last_event = Some(Instant::now());
+        });
         let (key, id, from) = match self.mode {
             Mode::Floor => (
                 data["key"].as_u64(),

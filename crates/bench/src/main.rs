@@ -1,7 +1,7 @@
 //! `lighthouse-bench` — measures delivery over real HTTP through the real components.
 //!
-//! Seven scenarios ([`scenarios`]): single pair, scaling, burst, timeout cascade, store contention,
-//! sustained load and failure recovery. Each runs, in the same invocation and with the same
+//! Eight scenarios ([`scenarios`]): single pair, scaling, saturation, burst, timeout cascade, store
+//! contention, sustained load and failure recovery. Each runs, in the same invocation and with the same
 //! parameters, up to three modes:
 //! - **push**: every agent holds its SSE stream (`/v1/agents/:agent/events`) on `spin-local`;
 //! - **poll**: every agent loops on the legacy `wait_for_messages` route (the seed's 1 s polling);
@@ -51,7 +51,7 @@ enum Command {
 
 /// Every scenario, in the order they run.
 const ALL_SCENARIOS: &str =
-    "single-pair,scaling,burst,timeout-cascade,contention,sustained,recovery";
+    "single-pair,scaling,saturation,burst,timeout-cascade,contention,sustained,recovery";
 
 /// What to run.
 #[derive(clap::Args, Clone)]
@@ -68,6 +68,9 @@ pub struct RunArgs {
     /// Scaling: seconds of load per agent count.
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
+    /// Saturation: creates per second offered to 1000 agents (more than the server takes).
+    #[arg(long, default_value_t = 2000.0)]
+    pub saturation_rate: f64,
     /// Single pair: sequential elicitations.
     #[arg(long, default_value_t = 100)]
     pub pair_count: u64,
@@ -159,6 +162,7 @@ async fn run(args: &RunArgs) -> anyhow::Result<Vec<scenarios::RunResult>> {
         let rows = match name.as_str() {
             "single-pair" => scenarios::single_pair(args).await,
             "scaling" => scenarios::scaling(args).await,
+            "saturation" => scenarios::saturation(args).await,
             "burst" => scenarios::burst(args).await,
             "timeout-cascade" => scenarios::timeout_cascade(args).await,
             "contention" => scenarios::contention(args).await,

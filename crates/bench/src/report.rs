@@ -57,7 +57,7 @@ fn errors(r: &RunResult) -> String {
     }
 }
 
-const SCENARIOS: [(&str, &str); 7] = [
+const SCENARIOS: [(&str, &str); 8] = [
     (
         "single-pair",
         "1. Single pair — sequential elicitations between two agents, each sent when the previous answer arrived",
@@ -65,6 +65,10 @@ const SCENARIOS: [(&str, &str); 7] = [
     (
         "scaling",
         "2. Scaling — every agent connected, then a steady total rate, agent k asking agent k+1",
+    ),
+    (
+        "saturation",
+        "2b. Saturation — 1000 agents offered far more creates per second than the server takes; events/s counts every event any agent received (created, answered to both parties), and latency here is queueing",
     ),
     (
         "burst",
@@ -180,13 +184,13 @@ pub fn write(args: &RunArgs, results: &[RunResult], ticks: &str) -> anyhow::Resu
         let _ = writeln!(w, "## {title}\n");
         let _ = writeln!(
             w,
-            "| step | mode | delivery p50 / p90 / p99 / max (ms) | round trip p50 / p99 (ms) | create p50 / p99 (ms) | delivered | dup | order | errors | events/s | server CPU (% of a core) | RSS |"
+            "| step | mode | delivery p50 / p90 / p99 / max (ms) | round trip p50 / p99 (ms) | create p50 / p99 (ms) | delivered | dup | order | errors | created events/s | all events/s | server CPU (% of a core) | RSS |"
         );
-        let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for r in &rows {
             let _ = writeln!(
                 w,
-                "| {} | {} | {:.2} / {:.2} / {:.2} / {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {}/{} ({:.1} %) | {} | {} | {} | {:.0} | {:.1} | {:.1} MiB |",
+                "| {} | {} | {:.2} / {:.2} / {:.2} / {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {}/{} ({:.1} %) | {} | {} | {} | {:.0} | {:.0} | {:.1} | {:.1} MiB |",
                 r.label,
                 r.mode,
                 r.delivery.p50,
@@ -208,6 +212,7 @@ pub fn write(args: &RunArgs, results: &[RunResult], ticks: &str) -> anyhow::Resu
                 },
                 errors(r),
                 r.throughput,
+                r.events_per_second,
                 r.load_cpu_percent,
                 r.rss_after as f64 / 1048576.0,
             );

@@ -80,6 +80,9 @@ pub struct RunResult {
     pub delivery_cdf: Vec<(f64, f64)>,
     /// Created events delivered per second while sending.
     pub throughput: f64,
+    /// Events of every kind (created, answered to both parties, expired, …) the agents received
+    /// per second, from the first create sent to the last event received.
+    pub events_per_second: f64,
     /// Seconds of sending.
     pub seconds: f64,
     /// Server CPU with every agent connected and no traffic, percent of one core.
@@ -433,6 +436,12 @@ fn finish(s: &Session, mark: &Mark, mut step: Step) -> RunResult {
         expiry_lateness: h.expiry_lateness.as_ref().map(Percentiles::of),
         delivery_cdf: h.delivery.as_ref().map(cdf).unwrap_or_default(),
         throughput: delivered as f64 / step.seconds.max(1e-9),
+        events_per_second: {
+            let span = m
+                .last_event()
+                .map_or(0.0, |t| t.saturating_duration_since(mark.at).as_secs_f64());
+            (c.events - mark.counts.events) as f64 / span.max(1e-9)
+        },
         seconds: step.seconds,
         idle_cpu_percent: step.idle_cpu_percent,
         load_cpu_percent: step.load_cpu_percent,
@@ -640,6 +649,51 @@ pub async fn scaling(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
             rows.push(r);
             s.stop();
         }
+    }
+    Ok(rows)
+}
+
+/// Saturation: 1000 agents and far more creates per second than the server can take, to see
+/// how many events per second it delivers when it is the bottleneck (latency is queueing here).
+pub async fn saturation(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
+    let n = if args.quick { 10 } else { 1000 };
+    let rate = if args.quick {
+        100.0
+    } else {
+        args.saturation_rate
+    };
+    let mut rows = Vec::new();
+    for mode in modes(args, true)? {
+        let mut s = Session::open(args, mode, n, HashSet::new()).await?;
+        let progress = Progress::start(
+            format!("saturation, {}", mode.name()),
+            s.ctx.metrics.clone(),
+        );
+        let connect = s.connect(0..n).await?;
+        let mark = Mark::now(&s);
+        let load0 = s.sample().await;
+        let total = (rate * args.phase_seconds).round() as u64;
+        let seconds = paced(&s.ctx, 0, total, rate, None, |k| {
+            ((k as usize) % n, (k as usize + 1) % n)
+        })
+        .await;
+        s.settle(Duration::from_secs(60)).await;
+        let load1 = s.sample().await;
+        drop(progress);
+        let mut step = Step::new("saturation", format!("{n} agents, {rate} /s offered"), n, 0);
+        step.seconds = seconds;
+        step.connect_seconds = connect;
+        step.rss_connected = s.server.rss();
+        step.host =
+            (mode != Mode::Floor).then(|| HostSample::figures(&load0, &load0, &load0, &load1));
+        let r = finish(&s, &mark, step);
+        say(&r);
+        eprintln!(
+            "    {:.0} events/s delivered (every kind)",
+            r.events_per_second
+        );
+        rows.push(r);
+        s.stop();
     }
     Ok(rows)
 }
