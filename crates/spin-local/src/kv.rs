@@ -200,9 +200,11 @@ fn open_sqlite(path: &Path) -> anyhow::Result<Arc<Mutex<Connection>>> {
     let conn = Connection::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     // Checkpoints (copying the write-ahead log into the database, with an fsync) happen on a
-    // connection of their own, so the one that serves the components never stalls on them.
+    // connection of their own, so the one that serves the components rarely stalls on them; it
+    // checkpoints itself only if the log still grows past 4000 pages (a write rate the background
+    // checkpoints cannot keep up with), so the log cannot grow without bound.
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;",
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 4000;",
     )?;
     conn.execute_batch(SCHEMA)?;
     let conn = Arc::new(Mutex::new(conn));
@@ -224,7 +226,7 @@ fn open_sqlite(path: &Path) -> anyhow::Result<Arc<Mutex<Connection>>> {
 }
 
 /// How often the write-ahead log is checkpointed.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// `runtime-config.toml`, the parts about key-value stores.
 #[derive(Debug, Default, Deserialize)]
