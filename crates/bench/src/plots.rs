@@ -49,14 +49,19 @@ fn ticks(lo: f64, hi: f64, log: bool) -> Vec<f64> {
 }
 
 fn fmt_tick(v: f64) -> String {
-    if v == 0.0 {
-        "0".into()
-    } else if v.abs() >= 1000.0 {
-        format!("{:.0}", v)
-    } else if v.abs() >= 1.0 {
-        format!("{}", (v * 100.0).round() / 100.0)
-    } else {
-        format!("{v}")
+    // Tick values are sums of steps: print them without floating-point noise.
+    let s = format!("{v:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" { "0".into() } else { s.to_string() }
+}
+
+/// The colour of a series: fixed for the three modes, so every chart reads the same.
+fn colour(name: &str, i: usize) -> &'static str {
+    match name {
+        "push" => COLOURS[0],
+        "poll" => COLOURS[1],
+        "floor" => COLOURS[2],
+        _ => COLOURS[(3 + i) % COLOURS.len()],
     }
 }
 
@@ -149,7 +154,7 @@ pub fn line_chart(title: &str, x: &Axis, y: &Axis, series: &[Series]) -> String 
         escape(&y.label)
     );
     for (i, s) in series.iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
+        let colour = colour(&s.name, i);
         let pts: Vec<String> = s
             .points
             .iter()
@@ -201,6 +206,8 @@ mod tests {
             vec![0.1, 1.0, 10.0, 100.0, 1000.0]
         );
         assert_eq!(ticks(0.0, 10.0, false), vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
+        let labels: Vec<String> = ticks(0.0, 1.05, false).into_iter().map(fmt_tick).collect();
+        assert_eq!(labels, ["0", "0.2", "0.4", "0.6", "0.8", "1"]);
     }
 
     #[test]

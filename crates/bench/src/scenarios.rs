@@ -865,17 +865,16 @@ pub async fn sustained(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
         let mark = Mark::now(&s);
         let load0 = s.sample().await;
         let pid = s.server.pid;
+        let series = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let samples = series.clone();
         let sampler = tokio::spawn(async move {
             let started = Instant::now();
-            let mut series = Vec::new();
             loop {
-                series.push((
-                    started.elapsed().as_secs_f64(),
-                    crate::proc_stats::rss_bytes(pid).unwrap_or(0),
-                ));
-                if series.len() > 100_000 {
-                    return series;
-                }
+                let rss = crate::proc_stats::rss_bytes(pid).unwrap_or(0);
+                samples
+                    .lock()
+                    .expect("samples")
+                    .push((started.elapsed().as_secs_f64(), rss));
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
         });
@@ -887,7 +886,7 @@ pub async fn sustained(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
         s.settle(Duration::from_secs(30)).await;
         let load1 = s.sample().await;
         sampler.abort();
-        let mut series = sampler.await.unwrap_or_default();
+        let mut series = std::mem::take(&mut *series.lock().expect("samples"));
         series.push((seconds, s.server.rss()));
         drop(progress);
         let mut step = Step::new(
