@@ -9,6 +9,7 @@
 //! | `ix/<agent>/<in\|out>/head` | the last position handed out in the agent's inbox / outbox index |
 //! | `ix/<agent>/<in\|out>/<n>` | the elicitation id at position `n` |
 //! | `idem/<agent>/<sha256(key)>` | an idempotency record (JSON) |
+//! | `once/<agent>/<id>/<kind>` | the sequence number taken for that event of that elicitation in the agent's log (decimal) |
 //! | `epoch` | the change feed's counter: every change to an agent's log or index takes a number from it |
 //! | `chg/<n % 4096>` | the change feed's ring: `"<n> <agent>"`, the agent whose change took number `n` |
 
@@ -53,6 +54,11 @@ pub fn index_head(agent: &str, role: Role) -> String {
 /// Position `n` of an agent's index.
 pub fn index_entry(agent: &str, role: Role, n: i64) -> String {
     format!("ix/{agent}/{}/{n}", role.segment())
+}
+
+/// The sequence number taken for the `kind` event of elicitation `id` in `agent`'s log.
+pub fn event_marker(agent: &str, id: &str, kind: crate::model::EventKind) -> String {
+    format!("once/{agent}/{id}/{}", kind.as_str())
 }
 
 /// An idempotency record (`key_hash` is the hex SHA-256 of the header value).

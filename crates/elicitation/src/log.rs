@@ -63,28 +63,95 @@ pub async fn append<S: Store>(
 ) -> StoreResult<i64> {
     loop {
         let sequence = store.increment(&keys::log_head(agent), 1).await?;
-        let event = Event {
-            sequence,
-            kind,
-            at,
-            elicitation: elicitation.clone(),
-        };
-        let json = serde_json::to_vec(&event).unwrap_or_default();
+        if write(store, agent, sequence, kind, at, elicitation).await? {
+            return Ok(sequence);
+        }
+        // A reader gave this slot up for lost: take the next one.
+    }
+}
+
+/// Appends the `kind` event of `elicitation` to `agent`'s log unless it is there already, and
+/// returns its sequence number. Doing it again (a retried answer after a crash cut the first one
+/// short between its record and its events) adds no duplicate and fills in what is missing. The
+/// number taken for it is kept under [`keys::event_marker`].
+pub async fn append_once<S: Store>(
+    store: &S,
+    agent: &str,
+    kind: EventKind,
+    at: Timestamp,
+    elicitation: &Elicitation,
+) -> StoreResult<i64> {
+    let marker = keys::event_marker(agent, &elicitation.id, kind);
+    loop {
+        let taken = store.get(&marker).await?;
+        if let Some(seq) = taken
+            .as_deref()
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.parse::<i64>().ok())
+        {
+            if seq <= head(store, agent).await? - RETAINED {
+                return Ok(seq); // long since written and trimmed
+            }
+            match store.get(&keys::log_event(agent, seq)).await? {
+                Some(v) if v != VOID => return Ok(seq),
+                // Sealed by a reader: the event never landed; it gets a new number below.
+                Some(_) => {}
+                // Taken by a writer that died before writing it: write it now.
+                None => {
+                    if write(store, agent, seq, kind, at, elicitation).await? {
+                        return Ok(seq);
+                    }
+                    continue;
+                }
+            }
+        }
+        let seq = store.increment(&keys::log_head(agent), 1).await?;
+        let mine = seq.to_string();
         if store
-            .compare_and_swap(&keys::log_event(agent, sequence), None, &json)
+            .compare_and_swap(&marker, taken.as_deref(), mine.as_bytes())
             .await?
             != Swap::Done
         {
-            continue; // a reader gave this slot up for lost: take the next one
+            // A concurrent twin took it; our number stays empty and readers seal it.
+            continue;
         }
-        changes::publish(store, agent).await?;
-        if sequence > RETAINED {
-            store
-                .delete(&keys::log_event(agent, sequence - RETAINED))
-                .await?;
+        if write(store, agent, seq, kind, at, elicitation).await? {
+            return Ok(seq);
         }
-        return Ok(sequence);
     }
+}
+
+/// Writes the event under `sequence` if that slot is still empty, then publishes the change and
+/// trims the log; false if a reader had sealed the slot.
+async fn write<S: Store>(
+    store: &S,
+    agent: &str,
+    sequence: i64,
+    kind: EventKind,
+    at: Timestamp,
+    elicitation: &Elicitation,
+) -> StoreResult<bool> {
+    let event = Event {
+        sequence,
+        kind,
+        at,
+        elicitation: elicitation.clone(),
+    };
+    let json = serde_json::to_vec(&event).unwrap_or_default();
+    if store
+        .compare_and_swap(&keys::log_event(agent, sequence), None, &json)
+        .await?
+        != Swap::Done
+    {
+        return Ok(false);
+    }
+    changes::publish(store, agent).await?;
+    if sequence > RETAINED {
+        store
+            .delete(&keys::log_event(agent, sequence - RETAINED))
+            .await?;
+    }
+    Ok(true)
 }
 
 /// The last sequence number handed out for `agent` (0 for an empty log).
@@ -325,6 +392,61 @@ mod tests {
             );
             // Nothing was sealed below the window.
             assert!(store.get(&keys::log_event("b", 2)).await.unwrap().is_none());
+        });
+    }
+
+    #[test]
+    fn appending_once_twice_adds_nothing_and_fills_in_a_lost_write() {
+        block_on(async {
+            let store = MemoryStore::new();
+            let e = sample();
+            let first = append_once(&store, "b", EventKind::Answered, Timestamp(0), &e)
+                .await
+                .unwrap();
+            let again = append_once(&store, "b", EventKind::Answered, Timestamp(5), &e)
+                .await
+                .unwrap();
+            assert_eq!((first, again, head(&store, "b").await.unwrap()), (1, 1, 1));
+            // A writer that took number 2 for the expiry and died before writing it.
+            let marker = keys::event_marker("b", &e.id, EventKind::Expired);
+            store.increment(&keys::log_head("b"), 1).await.unwrap();
+            store.set(&marker, b"2").await.unwrap();
+            assert_eq!(
+                append_once(&store, "b", EventKind::Expired, Timestamp(0), &e)
+                    .await
+                    .unwrap(),
+                2
+            );
+            // Or a reader sealed its slot meanwhile: a new number.
+            let marker = keys::event_marker("b", &e.id, EventKind::Withdrawn);
+            store.increment(&keys::log_head("b"), 1).await.unwrap();
+            store.set(&marker, b"3").await.unwrap();
+            store
+                .compare_and_swap(&keys::log_event("b", 3), None, VOID)
+                .await
+                .unwrap();
+            assert_eq!(
+                append_once(&store, "b", EventKind::Withdrawn, Timestamp(0), &e)
+                    .await
+                    .unwrap(),
+                4
+            );
+            let mut r = Reader::new("b", 0);
+            let kinds: Vec<EventKind> = r
+                .next(&store, Timestamp(0), 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.kind)
+                .collect();
+            assert_eq!(
+                kinds,
+                [
+                    EventKind::Answered,
+                    EventKind::Expired,
+                    EventKind::Withdrawn
+                ]
+            );
         });
     }
 

@@ -307,8 +307,11 @@ pub async fn create<S: Store>(
                     });
                 }
                 if let Some(existing) = load(store, &r.id).await? {
+                    // The first attempt may have been cut short before its event was written.
+                    let e = existing.record.elicitation;
+                    log::append_once(store, &e.to, EventKind::Created, e.created_at, &e).await?;
                     return Ok(Created {
-                        elicitation: existing.record.elicitation,
+                        elicitation: e,
                         replayed: true,
                     });
                 }
@@ -384,7 +387,7 @@ pub async fn create<S: Store>(
             .set(&keys::index_entry(agent, role, n), id.as_bytes())
             .await?;
     }
-    log::append(
+    log::append_once(
         store,
         &elicitation.to,
         EventKind::Created,
@@ -421,18 +424,32 @@ async fn swap<S: Store>(store: &S, loaded: &Loaded, next: &Record) -> Result<boo
         == Swap::Done)
 }
 
-/// Appends the event of a transition to both parties' logs.
+/// Appends the event of a transition to both parties' logs, once: announcing it again (after a
+/// crash cut the first attempt short) only adds what is missing.
 async fn announce<S: Store>(
     store: &S,
     kind: EventKind,
     at: Timestamp,
     e: &Elicitation,
 ) -> Result<(), Error> {
-    log::append(store, &e.to, kind, at, e).await?;
+    log::append_once(store, &e.to, kind, at, e).await?;
     if e.from != e.to {
-        log::append(store, &e.from, kind, at, e).await?;
+        log::append_once(store, &e.from, kind, at, e).await?;
     }
     Ok(())
+}
+
+/// Makes sure the events of `e`'s final state are in both parties' logs (a no-op when they are):
+/// for whoever finds an elicitation already answered, withdrawn or expired after a crash may have
+/// cut its transition short.
+pub async fn announced<S: Store>(store: &S, e: &Elicitation) -> Result<(), Error> {
+    let kind = match e.status {
+        Status::Pending => return Ok(()),
+        Status::Accepted | Status::Declined | Status::Cancelled => EventKind::Answered,
+        Status::Withdrawn => EventKind::Withdrawn,
+        Status::Expired => EventKind::Expired,
+    };
+    announce(store, kind, e.responded_at.unwrap_or(e.created_at), e).await
 }
 
 /// Loads `id` as seen by `actor` (a party to it), writing the expiry transition if it is due.
@@ -589,7 +606,11 @@ pub async fn respond<S: Store>(
             Status::Accepted | Status::Declined | Status::Cancelled => {
                 let answer = parse_answer(body, e);
                 return match answer {
-                    Ok(a) if Some(&a) == e.response.as_ref() => Ok(e.clone()),
+                    // The same answer again (a retry): its events are in place, or put there now.
+                    Ok(a) if Some(&a) == e.response.as_ref() => {
+                        announced(store, e).await?;
+                        Ok(e.clone())
+                    }
                     _ => Err(Error::Conflict {
                         detail: format!("elicitation {id} is already {}", e.status.as_str()),
                         current,
@@ -633,7 +654,10 @@ pub async fn withdraw<S: Store>(
         }
         let current = Some(Box::new(e.clone()));
         match e.status {
-            Status::Withdrawn => return Ok(e.clone()),
+            Status::Withdrawn => {
+                announced(store, e).await?;
+                return Ok(e.clone());
+            }
             Status::Expired => {
                 return Err(Error::Gone {
                     detail: format!("elicitation {id} expired at {}", e.expires_at.to_rfc3339()),

@@ -464,7 +464,11 @@ async fn hub(opts: StreamOptions) {
                 .cloned()
                 .collect();
             for d in due {
-                let _ = service::get(store, &s.agent, &d.1, now).await;
+                // The read writes the expiry if nobody has; if somebody had but crashed before
+                // its events, `announced` puts them in.
+                if let Ok(e) = service::get(store, &s.agent, &d.1, now).await {
+                    let _ = service::announced(store, &e).await;
+                }
                 s.deadlines.remove(&d);
                 s.dirty = true;
             }
