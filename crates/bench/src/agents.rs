@@ -143,6 +143,7 @@ struct Inner {
     /// Last sequence number each agent received (push, poll), to check order.
     last_sequence: HashMap<usize, i64>,
     order_violations: u64,
+    gaps: u64,
     resets: u64,
     /// Requests learnt of from the inbox list after a reset.
     resynced: HashSet<u64>,
@@ -312,14 +313,19 @@ impl Metrics {
         self.with(|m| !m.delivered.contains(&key) && m.resynced.insert(key))
     }
 
+    /// Checks that `me` receives strictly increasing sequence numbers. A skipped number is not a
+    /// violation: it is a slot whose writer died (a crash) and that readers sealed.
     fn note_sequence(&self, me: usize, seq: i64) {
-        self.with(|m| {
-            if let Some(last) = m.last_sequence.insert(me, seq)
-                && seq != last + 1
-            {
-                m.order_violations += 1;
-            }
+        self.with(|m| match m.last_sequence.insert(me, seq) {
+            Some(last) if seq <= last => m.order_violations += 1,
+            Some(last) if seq > last + 1 => m.gaps += (seq - last - 1) as u64,
+            _ => {}
         });
+    }
+
+    /// Sequence numbers skipped (sealed after a writer died).
+    pub fn gaps(&self) -> u64 {
+        self.with(|m| m.gaps)
     }
 
     fn on_ready(&self) {

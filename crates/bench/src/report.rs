@@ -135,7 +135,7 @@ pub fn write(args: &RunArgs, results: &[RunResult], ticks: &str) -> anyhow::Resu
     let _ = writeln!(w, "- Command: `{command}`");
     let _ = writeln!(
         w,
-        "- Method: each scenario runs every mode with the same parameters, each mode on a fresh server process (fresh state directory) driven over loopback HTTP by this one client process, which shares the {cores} cores. **Delivery** = create request sent → the addressee's event received (so it includes the create itself); **round trip** = create request sent → the requester's `answered` event received; **create** = create request sent → acknowledgement received; all on one process clock. Server CPU and RSS from `/proc/<pid>`; key-value figures from the host's own counters (`/.well-known/spin/stats`). A run is clean when every accepted create was delivered exactly once, every answer (or expiry) reached the requester, every agent saw its sequence numbers in order with no gap, and no request failed.",
+        "- Method: each scenario runs every mode with the same parameters, each mode on a fresh server process (fresh state directory) driven over loopback HTTP by this one client process, which shares the {cores} cores. **Delivery** = create request sent → the addressee's event received (so it includes the create itself); **round trip** = create request sent → the requester's `answered` event received; **create** = create request sent → acknowledgement received; all on one process clock. Server CPU and RSS from `/proc/<pid>`; key-value figures from the host's own counters (`/.well-known/spin/stats`). A run is clean when every accepted create was delivered exactly once, every answer (or expiry) reached the requester, every agent saw its sequence numbers strictly increasing (a number is skipped only where a crash left a slot that readers sealed; counted as *sealed*), and no request failed.",
     );
     let _ = writeln!(
         w,
@@ -205,10 +205,15 @@ pub fn write(args: &RunArgs, results: &[RunResult], ticks: &str) -> anyhow::Resu
                 r.accepted,
                 r.delivery_rate,
                 r.duplicates,
-                if r.resets > 0 {
-                    format!("{} (re-synced {}×)", r.order_violations, r.resets)
-                } else {
-                    r.order_violations.to_string()
+                {
+                    let mut cell = r.order_violations.to_string();
+                    if r.gaps > 0 {
+                        cell.push_str(&format!(" ({} sealed)", r.gaps));
+                    }
+                    if r.resets > 0 {
+                        cell.push_str(&format!(" (re-synced {}×)", r.resets));
+                    }
+                    cell
                 },
                 errors(r),
                 r.throughput,

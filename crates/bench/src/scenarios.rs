@@ -64,8 +64,10 @@ pub struct RunResult {
     pub errors: BTreeMap<String, u64>,
     /// Failed requests while the host was down on purpose (recovery only).
     pub outage_errors: BTreeMap<String, u64>,
-    /// Sequence numbers an agent received out of order or with a gap.
+    /// Sequence numbers an agent received out of order (not above the previous one).
     pub order_violations: u64,
+    /// Sequence numbers skipped: slots sealed after their writer died (only a crash makes them).
+    pub gaps: u64,
     /// Times an agent fell a retained window (1000 events) behind and re-synced from its inbox.
     pub resets: u64,
     /// Create sent → addressee's event received.
@@ -365,6 +367,7 @@ struct Mark {
     expected: (u64, u64),
     errors: BTreeMap<String, u64>,
     order_violations: u64,
+    gaps: u64,
     resets: u64,
     cpu: f64,
     at: Instant,
@@ -377,6 +380,7 @@ impl Mark {
             expected: s.metrics().expected(&s.ctx.silent),
             errors: s.metrics().errors(),
             order_violations: s.metrics().order_violations(),
+            gaps: s.metrics().gaps(),
             resets: s.metrics().resets(),
             cpu: s.server.cpu_seconds(),
             at: Instant::now(),
@@ -429,6 +433,7 @@ fn finish(s: &Session, mark: &Mark, mut step: Step) -> RunResult {
         errors,
         outage_errors: step.outage_errors,
         order_violations: m.order_violations() - mark.order_violations,
+        gaps: m.gaps() - mark.gaps,
         resets: m.resets() - mark.resets,
         delivery: pct(&h.delivery),
         round_trip: pct(&h.round_trip),
