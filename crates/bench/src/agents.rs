@@ -1,4 +1,4 @@
-//! The simulated agents and what they measure.
+//! The load generator's agents and what they measure.
 //!
 //! Each agent holds its event stream (push, floor) or loops on the legacy `wait_for_messages` route
 //! (poll), answers (declines) every request it is told of unless it is one of the silent agents, and

@@ -8,7 +8,7 @@
 //! - **floor**: a minimal native SSE fan-out server (this binary's `floor-server`, in memory, no Wasm,
 //!   no store), wherever the scenario is plain delivery, to show what this machine can do at all.
 //!
-//! The simulated agents ([`agents`]) answer each request as soon as they are told of it and record
+//! The load generator's agents ([`agents`]) answer each request as soon as they are told of it and record
 //! on one process clock when each request reached its addressee and when the answer reached the
 //! requester. Servers run as child processes on fresh state ([`server`]); their CPU time and RSS
 //! come from `/proc`, the host's key-value load from its own counters. Every number in the report

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::IsTerminal;
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
@@ -254,8 +255,9 @@ impl Session {
     }
 }
 
-/// Sends `n` creates at `rate` per second, `plan(i)` giving (from, to) of the `i`-th; keys are
-/// `phase * PHASE + i`. Returns the seconds it took until every create was answered by the server.
+/// Sends `n` creates at `rate` per second (fewer if `stop` is set first), `plan(i)` giving
+/// (from, to) of the `i`-th; keys are `phase * PHASE + i`. Returns the seconds it took until every
+/// create was answered by the server.
 async fn paced(
     ctx: &Arc<Ctx>,
     phase: usize,
@@ -263,12 +265,16 @@ async fn paced(
     rate: f64,
     ttl: Option<u64>,
     plan: impl Fn(u64) -> (usize, usize),
+    stop: Option<&AtomicBool>,
 ) -> f64 {
     let started = Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut sends = Vec::with_capacity(n as usize);
+    let mut sends = Vec::new();
     for i in 0..n {
+        if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            break;
+        }
         ticker.tick().await;
         let (from, to) = plan(i);
         let ctx = ctx.clone();
@@ -635,9 +641,15 @@ pub async fn scaling(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
             let rss_connected = s.server.rss();
             let mark = Mark::now(&s);
             let total = (args.rate * args.duration).round() as u64;
-            let seconds = paced(&s.ctx, 0, total, args.rate, None, |k| {
-                ((k as usize) % n, (k as usize + 1) % n)
-            })
+            let seconds = paced(
+                &s.ctx,
+                0,
+                total,
+                args.rate,
+                None,
+                |k| ((k as usize) % n, (k as usize + 1) % n),
+                None,
+            )
             .await;
             s.settle(Duration::from_secs(30)).await;
             let load1 = s.sample().await;
@@ -678,9 +690,15 @@ pub async fn saturation(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
         let mark = Mark::now(&s);
         let load0 = s.sample().await;
         let total = (rate * args.phase_seconds).round() as u64;
-        let seconds = paced(&s.ctx, 0, total, rate, None, |k| {
-            ((k as usize) % n, (k as usize + 1) % n)
-        })
+        let seconds = paced(
+            &s.ctx,
+            0,
+            total,
+            rate,
+            None,
+            |k| ((k as usize) % n, (k as usize + 1) % n),
+            None,
+        )
         .await;
         s.settle(Duration::from_secs(60)).await;
         let load1 = s.sample().await;
@@ -725,9 +743,15 @@ pub async fn burst(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
             let mark = Mark::now(&s);
             let rate = n as f64;
             let total = (rate * args.phase_seconds).round() as u64;
-            let seconds = paced(&s.ctx, phase, total, rate, None, |k| {
-                ((k as usize) % n, (k as usize + 1) % n)
-            })
+            let seconds = paced(
+                &s.ctx,
+                phase,
+                total,
+                rate,
+                None,
+                |k| ((k as usize) % n, (k as usize + 1) % n),
+                None,
+            )
             .await;
             s.settle(Duration::from_secs(30)).await;
             let mut step = Step::new(
@@ -779,9 +803,15 @@ pub async fn timeout_cascade(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
         });
         let rate = if args.quick { 10.0 } else { 50.0 };
         let total = (rate * args.phase_seconds).round() as u64;
-        let seconds = paced(&s.ctx, 0, total, rate, Some(ttl), |k| {
-            ((k as usize) % n, (k as usize + 1) % n)
-        })
+        let seconds = paced(
+            &s.ctx,
+            0,
+            total,
+            rate,
+            Some(ttl),
+            |k| ((k as usize) % n, (k as usize + 1) % n),
+            None,
+        )
         .await;
         s.settle(Duration::from_secs(30)).await;
         if let Some(t) = nudger {
@@ -884,9 +914,15 @@ pub async fn sustained(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
             }
         });
         let total = (args.sustained_rate * args.sustained_seconds).round() as u64;
-        let seconds = paced(&s.ctx, 0, total, args.sustained_rate, None, |k| {
-            ((k as usize) % n, (k as usize + 1) % n)
-        })
+        let seconds = paced(
+            &s.ctx,
+            0,
+            total,
+            args.sustained_rate,
+            None,
+            |k| ((k as usize) % n, (k as usize + 1) % n),
+            None,
+        )
         .await;
         s.settle(Duration::from_secs(30)).await;
         let load1 = s.sample().await;
@@ -931,26 +967,11 @@ pub async fn recovery(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
         let connect = s.connect(0..n).await?;
         let mark = Mark::now(&s);
         // Creates keep coming at `rate` until `phase_seconds / 2` after the restart.
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let ctx = s.ctx.clone();
-        let stopped = stop.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ctx, stopped) = (s.ctx.clone(), stop.clone());
         let sender = tokio::spawn(async move {
-            let started = Instant::now();
-            let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
-            let mut sends = Vec::new();
-            let mut k = 0u64;
-            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
-                ticker.tick().await;
-                let (ctx, from, to) = (ctx.clone(), (k as usize) % n, (k as usize + 1) % n);
-                sends.push(tokio::spawn(
-                    async move { ctx.create(k, from, to, None).await },
-                ));
-                k += 1;
-            }
-            for t in sends {
-                let _ = t.await;
-            }
-            started.elapsed().as_secs_f64()
+            let plan = |k: u64| ((k as usize) % n, (k as usize + 1) % n);
+            paced(&ctx, 0, u64::MAX, rate, None, plan, Some(&stopped)).await
         });
         tokio::time::sleep(Duration::from_secs_f64(args.phase_seconds / 2.0)).await;
         let errors_before = s.metrics().errors();
@@ -976,7 +997,7 @@ pub async fn recovery(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
         }
         let outage_errors = minus(&s.metrics().errors(), &errors_before);
         tokio::time::sleep(Duration::from_secs_f64(args.phase_seconds / 2.0)).await;
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        stop.store(true, Ordering::Relaxed);
         let seconds = sender.await.unwrap_or(0.0);
         s.settle(Duration::from_secs(30)).await;
         drop(progress);

@@ -21,7 +21,7 @@ use spin_sdk::wasip3::wit_stream;
 
 use super::events::Pace;
 use super::{SpinStore, sleep_ms};
-use crate::changes::{self, Feed, Poll};
+use crate::changes::{Feed, Poll};
 use crate::time::Timestamp;
 
 /// How many past polls the watcher remembers for newcomers.
@@ -137,9 +137,4 @@ async fn watcher(from: i64) {
             }
         });
     }
-}
-
-/// The feed position now (read before reading what a waiter waits on).
-pub async fn position(store: &SpinStore) -> i64 {
-    changes::position(store).await.unwrap_or(0)
 }
