@@ -83,9 +83,10 @@ struct UpArgs {
     /// gateway; that component's instances may then also serve at least N requests in total.
     #[arg(long = "component-concurrent-reuse", value_parser = parse_key_value)]
     component_concurrent_reuse: Vec<(String, String)>,
-    /// Per-component cap on the instances that accept requests (`component=N`; default: no cap).
-    /// Requests wait for room in an existing instance instead of starting another, so a streaming
-    /// gateway keeps its streams together and one loop polls for all of them.
+    /// Per-component cap on the instances that accept requests (`component=N`; default: an equal
+    /// share of half of `--max-instances`). Requests wait for room in an existing instance instead
+    /// of starting another, so the pool does not run out under load, and a streaming gateway
+    /// capped at 1 keeps its streams together and one loop polls for all of them.
     #[arg(long = "component-max-instances", value_parser = parse_key_value)]
     component_max_instances: Vec<(String, String)>,
     /// Milliseconds an instance may stay idle before it is dropped.

@@ -395,6 +395,11 @@ impl Server {
             .iter()
             .map(|t| &t.component)
             .collect();
+        // Without a cap of its own, a component may have an equal share of half the pool:
+        // instances still finishing their streams after they retire do not count against a cap,
+        // and the other half leaves room for them. A request over the cap waits for room instead
+        // of the pool running out under load.
+        let default_cap = (opts.max_instances as usize / (2 * routed.len().max(1))).max(1);
         for (id, decl) in &app.manifest.component {
             for label in &decl.key_value_stores {
                 anyhow::ensure!(
@@ -455,7 +460,12 @@ impl Server {
                     server,
                     stats: component_stats,
                     cap: Arc::new(InstanceCap {
-                        limit: opts.max_instances_per_component.get(id).copied(),
+                        limit: Some(
+                            opts.max_instances_per_component
+                                .get(id)
+                                .copied()
+                                .unwrap_or(default_cap),
+                        ),
                         accepting: AtomicUsize::new(0),
                         admission: tokio::sync::Semaphore::new(ADMISSION),
                     }),
@@ -657,6 +667,14 @@ impl Server {
             "component {:?}: request {path} failed: {e:#}",
             m.route.component
         );
+        if e.downcast_ref::<InstantiationError<()>>().is_some() {
+            // No instance could be made (the pool is exhausted): the request did not reach the
+            // component, so the client may safely send it again.
+            let mut r = empty(StatusCode::SERVICE_UNAVAILABLE);
+            r.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        }
         empty(StatusCode::INTERNAL_SERVER_ERROR)
     }
 }
