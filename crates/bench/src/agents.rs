@@ -152,6 +152,23 @@ struct Inner {
     last_event: Option<Instant>,
     /// Who wants to know the id the server gives a request.
     pending_ids: HashMap<u64, tokio::sync::oneshot::Sender<String>>,
+    /// Where each agent's stream stands, to explain a delivery that never came.
+    streams: HashMap<usize, StreamState>,
+    /// Each agent's last four streams: the id it resumed after, the first and last ids it got, and
+    /// how the stream ended.
+    history: HashMap<usize, Vec<String>>,
+}
+
+/// Where one agent's stream (or poll) stands.
+#[derive(Debug, Clone, Copy)]
+enum StreamState {
+    /// Request sent at this moment, no response headers yet.
+    Connecting(Instant),
+    /// Response open since `opened`; its last bytes came at `last_bytes`.
+    Open {
+        opened: Instant,
+        last_bytes: Instant,
+    },
 }
 
 /// Everything the agents observed, shared by all of them.
@@ -326,6 +343,80 @@ impl Metrics {
     /// Sequence numbers skipped (sealed after a writer died).
     pub fn gaps(&self) -> u64 {
         self.with(|m| m.gaps)
+    }
+
+    fn connecting(&self, me: usize) {
+        self.with(|m| {
+            m.streams
+                .insert(me, StreamState::Connecting(Instant::now()))
+        });
+    }
+
+    fn opened(&self, me: usize) {
+        let now = Instant::now();
+        self.with(|m| {
+            m.streams.insert(
+                me,
+                StreamState::Open {
+                    opened: now,
+                    last_bytes: now,
+                },
+            )
+        });
+    }
+
+    fn bytes_arrived(&self, me: usize) {
+        self.with(|m| {
+            if let Some(StreamState::Open { last_bytes, .. }) = m.streams.get_mut(&me) {
+                *last_bytes = Instant::now();
+            }
+        });
+    }
+
+    /// For accepted creates in `keys` that never reached their addressee: each such addressee,
+    /// how many it missed and where its stream stood at the end.
+    pub fn undelivered(&self, keys: &HashSet<u64>) -> Vec<String> {
+        self.with(|m| {
+            let mut missed: BTreeMap<usize, u64> = BTreeMap::new();
+            for k in keys.iter().filter(|k| !m.delivered.contains(k)) {
+                if let Some(s) = m.sent.get(k) {
+                    *missed.entry(s.to).or_default() += 1;
+                }
+            }
+            missed
+                .into_iter()
+                .map(|(to, n)| {
+                    let state = match m.streams.get(&to) {
+                        None => "no stream".to_string(),
+                        Some(StreamState::Connecting(at)) => format!(
+                            "stream request unanswered for {:.1} s",
+                            at.elapsed().as_secs_f64()
+                        ),
+                        Some(StreamState::Open { opened, last_bytes }) => format!(
+                            "stream open {:.1} s, last bytes {:.1} s ago",
+                            opened.elapsed().as_secs_f64(),
+                            last_bytes.elapsed().as_secs_f64()
+                        ),
+                    };
+                    let history = m
+                        .history
+                        .get(&to)
+                        .map(|h| h.join(" | "))
+                        .unwrap_or_default();
+                    format!("{}: {n} missed; {state}; streams: {history}", agent_id(to))
+                })
+                .collect()
+        })
+    }
+
+    fn stream_ended(&self, me: usize, summary: String) {
+        self.with(|m| {
+            let h = m.history.entry(me).or_default();
+            if h.len() == 4 {
+                h.remove(0);
+            }
+            h.push(summary);
+        });
     }
 
     fn on_ready(&self) {
@@ -703,9 +794,13 @@ impl Ctx {
             if let Some(id) = &last {
                 req = req.header("last-event-id", id);
             }
+            self.metrics.connecting(me);
             let resp = tokio::select! { r = req.send() => r, () = stop.notified() => return };
             let resp = match resp {
-                Ok(r) if r.status().is_success() => r,
+                Ok(r) if r.status().is_success() => {
+                    self.metrics.opened(me);
+                    r
+                }
                 Ok(r) => {
                     self.metrics
                         .error(format!("stream {}", r.status().as_u16()));
@@ -719,12 +814,47 @@ impl Ctx {
                     continue;
                 }
             };
-            let mut events = eventsource_stream::Eventsource::eventsource(resp.bytes_stream());
+            let metrics = self.metrics.clone();
+            let bytes = resp
+                .bytes_stream()
+                .inspect(move |_| metrics.bytes_arrived(me));
+            let mut events = eventsource_stream::Eventsource::eventsource(bytes);
+            let resumed = last.clone();
+            let mut got: Vec<String> = Vec::new();
             loop {
                 let next =
                     tokio::select! { n = events.next() => n, () = stop.notified() => return };
-                let Some(Ok(e)) = next else { break };
+                let e = match next {
+                    Some(Ok(e)) => e,
+                    other => {
+                        let how = match other {
+                            Some(Err(e)) => format!("error {e}"),
+                            _ => "end".to_string(),
+                        };
+                        self.metrics.stream_ended(
+                            me,
+                            format!(
+                                "after {:?} got {}..{} ({}) {how}",
+                                resumed,
+                                got.first().cloned().unwrap_or_default(),
+                                got.last().cloned().unwrap_or_default(),
+                                got.len()
+                            ),
+                        );
+                        break;
+                    }
+                };
+                got.push(format!(
+                    "{}:{}",
+                    e.event.trim_start_matches("elicitation."),
+                    e.id
+                ));
                 if e.event == "ready" {
+                    // The opening frame carries the cursor the stream starts from: a stream cut
+                    // before its first event must resume from there, not from the live head.
+                    if self.mode == Mode::Push && !e.id.is_empty() {
+                        last = Some(e.id.clone());
+                    }
                     if first {
                         self.metrics.on_ready();
                         first = false;

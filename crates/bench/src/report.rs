@@ -172,6 +172,9 @@ pub fn write(args: &RunArgs, results: &[RunResult], ticks: &str) -> anyhow::Resu
                 r.order_violations,
                 errors(r)
             );
+            for u in &r.undelivered {
+                let _ = writeln!(w, "  - {u}");
+            }
         }
         let _ = writeln!(w);
     }

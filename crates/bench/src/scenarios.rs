@@ -35,6 +35,9 @@ pub struct Recovery {
 /// One row of the report: one scenario step in one mode.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResult {
+    /// Addressees that missed accepted creates, how many, and where their stream stood at the end.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub undelivered: Vec<String>,
     /// single-pair, scaling, burst, timeout-cascade, contention, sustained, recovery.
     pub scenario: String,
     /// The step (e.g. "1000 agents", "phase 2: 200 agents", "50 writers").
@@ -418,7 +421,10 @@ fn finish(s: &Session, mark: &Mark, mut step: Step) -> RunResult {
             100.0 * (s.server.cpu_seconds() - mark.cpu) / mark.at.elapsed().as_secs_f64().max(1e-9);
     }
     let errors = minus(&minus(&m.errors(), &mark.errors), &step.outage_errors);
+    let mut undelivered = m.undelivered(&m.accepted_keys());
+    undelivered.truncate(20);
     RunResult {
+        undelivered,
         scenario: step.scenario.to_string(),
         label: step.label,
         mode: s.mode.name().to_string(),
@@ -498,6 +504,9 @@ fn say(r: &RunResult) {
     }
     if !r.clean() {
         line.push_str("  << NOT CLEAN");
+    }
+    for u in &r.undelivered {
+        line.push_str(&format!("\n      undelivered to {u}"));
     }
     eprintln!("{line}");
 }

@@ -67,7 +67,16 @@ async fn spawn(mut cmd: Command) -> anyhow::Result<(Child, String, u32)> {
     .ok()
     .flatten()
     .context("the server did not start")?;
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // The host's own messages after the banner (failed requests, instance errors) go to stderr of
+    // the benchmark when BENCH_HOST_STDERR is set.
+    let echo = std::env::var_os("BENCH_HOST_STDERR").is_some();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if echo {
+                eprintln!("host: {line}");
+            }
+        }
+    });
     Ok((child, base, pid))
 }
 
@@ -124,7 +133,12 @@ impl Server {
                 state: None,
             });
         }
-        let state = tempfile::tempdir()?;
+        let mut state = tempfile::tempdir()?;
+        if std::env::var_os("BENCH_KEEP_STATE").is_some() {
+            // For a post-mortem: the store and the components' logs stay.
+            state.disable_cleanup(true);
+            eprintln!("host state kept in {}", state.path().display());
+        }
         let (child, base, pid) = spawn(host_command(args, state.path(), "127.0.0.1:0")?).await?;
         Ok(Self {
             child,
