@@ -84,7 +84,7 @@ impl Pace {
     pub(super) async fn load() -> Self {
         Self {
             tick_ms: number_variable("stream_tick_ms", 1).await.max(1),
-            idle_tick_ms: number_variable("stream_idle_tick_ms", 3).await.max(1),
+            idle_tick_ms: number_variable("stream_idle_tick_ms", 5).await.max(1),
             last_change: Timestamp(0),
         }
     }
@@ -324,6 +324,19 @@ impl Live {
         }
     }
 
+    /// Writes the expiry of each elicitation whose deadline has passed, unless somebody has.
+    async fn expire_due<S: Store>(&mut self, store: &S, now: Timestamp) {
+        while let Some(d) = self.deadlines.first().filter(|(t, _)| *t <= now.0).cloned() {
+            // The read writes the expiry if nobody has; if somebody had but crashed before its
+            // events, `announced` puts them in.
+            if let Ok(e) = service::get(store, &self.agent, &d.1, now).await {
+                let _ = service::announced(store, &e).await;
+            }
+            self.deadlines.remove(&d);
+            self.dirty = true;
+        }
+    }
+
     /// Writes the pending frames; false if the client has gone.
     async fn flush(&mut self) -> bool {
         if self.out.is_empty() {
@@ -370,6 +383,7 @@ async fn check_heads<S: Store>(store: &S, streams: &mut [Live], only: Option<&BT
             )
         })
         .collect();
+    let mut follows = Vec::new();
     for s in streams.iter_mut() {
         let Some(&(log_head, out_head)) = heads.get(s.agent.as_str()) else {
             continue;
@@ -378,9 +392,10 @@ async fn check_heads<S: Store>(store: &S, streams: &mut [Live], only: Option<&BT
             s.dirty = true;
         }
         if out_head > s.out_head {
-            s.follow_outbox(store, out_head).await;
+            follows.push(s.follow_outbox(store, out_head));
         }
     }
+    futures::future::join_all(follows).await;
 }
 
 /// The instance's one loop over all its streams; it stops when it holds none.
@@ -409,12 +424,15 @@ async fn hub(opts: StreamOptions) {
             let n = h.incoming.len().min(STARTS_PER_TICK);
             h.incoming.drain(..n).collect()
         });
-        for job in jobs {
+        // The reads of a tick are issued together, not one after another: a busy host answers
+        // them in one turn of the instance's event loop instead of one turn per read.
+        let starts = jobs.into_iter().map(|job| {
             opened += 1;
             // A low-discrepancy sequence: consecutive streams get well spread values.
             let spread = (opened as f64 * 0.618_033_988_749_895).fract();
-            streams.push(Live::start(store, job, &opts, spread).await);
-        }
+            Live::start(store, job, &opts, spread)
+        });
+        streams.extend(futures::future::join_all(starts).await);
         if streams.is_empty() {
             break;
         }
@@ -450,28 +468,22 @@ async fn hub(opts: StreamOptions) {
             Poll::Quiet => {}
         }
         let now = Timestamp::now();
-        for s in &mut streams {
-            if s.dirty || s.reader.has_hole() {
+        let deliveries = streams
+            .iter_mut()
+            .filter(|s| s.dirty || s.reader.has_hole())
+            .map(|s| {
                 s.dirty = false;
-                s.deliver(store).await;
-            }
-            // Deadlines that passed: write the expiry (once, whoever gets there first); the expired
-            // event is delivered from the log on the next tick.
-            let due: Vec<(u64, String)> = s
-                .deadlines
-                .iter()
-                .take_while(|(t, _)| *t <= now.0)
-                .cloned()
-                .collect();
-            for d in due {
-                // The read writes the expiry if nobody has; if somebody had but crashed before
-                // its events, `announced` puts them in.
-                if let Ok(e) = service::get(store, &s.agent, &d.1, now).await {
-                    let _ = service::announced(store, &e).await;
-                }
-                s.deadlines.remove(&d);
-                s.dirty = true;
-            }
+                s.deliver(store)
+            });
+        futures::future::join_all(deliveries).await;
+        // Deadlines that passed: write the expiry (once, whoever gets there first); the expired
+        // event is delivered from the log on the next tick.
+        let expiries = streams
+            .iter_mut()
+            .filter(|s| s.deadlines.first().is_some_and(|(t, _)| *t <= now.0))
+            .map(|s| s.expire_due(store, now));
+        futures::future::join_all(expiries).await;
+        for s in &mut streams {
             if now >= s.end {
                 s.out.push_str(&sse::closing(opts.retry_ms));
                 s.finished = true;
