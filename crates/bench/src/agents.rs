@@ -820,7 +820,8 @@ impl Ctx {
                 .inspect(move |_| metrics.bytes_arrived(me));
             let mut events = eventsource_stream::Eventsource::eventsource(bytes);
             let resumed = last.clone();
-            let mut got: Vec<String> = Vec::new();
+            // The first and the last frame this stream brought, and how many.
+            let (mut first_got, mut last_got, mut frames) = (String::new(), String::new(), 0u64);
             loop {
                 let next =
                     tokio::select! { n = events.next() => n, () = stop.notified() => return };
@@ -834,21 +835,17 @@ impl Ctx {
                         self.metrics.stream_ended(
                             me,
                             format!(
-                                "after {:?} got {}..{} ({}) {how}",
-                                resumed,
-                                got.first().cloned().unwrap_or_default(),
-                                got.last().cloned().unwrap_or_default(),
-                                got.len()
+                                "after {resumed:?} got {first_got}..{last_got} ({frames}) {how}"
                             ),
                         );
                         break;
                     }
                 };
-                got.push(format!(
-                    "{}:{}",
-                    e.event.trim_start_matches("elicitation."),
-                    e.id
-                ));
+                frames += 1;
+                last_got = format!("{}:{}", e.event.trim_start_matches("elicitation."), e.id);
+                if frames == 1 {
+                    first_got.clone_from(&last_got);
+                }
                 if e.event == "ready" {
                     // The opening frame carries the cursor the stream starts from: a stream cut
                     // before its first event must resume from there, not from the live head.
