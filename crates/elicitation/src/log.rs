@@ -112,7 +112,11 @@ pub async fn append_once<S: Store>(
             .await?
             != Swap::Done
         {
-            // A concurrent twin took it; our number stays empty and readers seal it.
+            // A concurrent twin took the marker first. Our number will never hold an event: void
+            // it now, so readers pass it at once instead of waiting for it to be given up.
+            store
+                .compare_and_swap(&keys::log_event(agent, seq), None, VOID)
+                .await?;
             continue;
         }
         if write(store, agent, seq, kind, at, elicitation).await? {
@@ -447,6 +451,75 @@ mod tests {
                     EventKind::Withdrawn
                 ]
             );
+        });
+    }
+
+    /// A store in which a concurrent twin takes a marker just before our compare-and-swap on it.
+    struct Twin {
+        inner: MemoryStore,
+        marker: String,
+        raced: std::cell::Cell<bool>,
+    }
+
+    impl Store for Twin {
+        async fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+            self.inner.get(key).await
+        }
+        async fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+            self.inner.get_many(keys).await
+        }
+        async fn set(&self, key: &str, value: &[u8]) -> StoreResult<()> {
+            self.inner.set(key, value).await
+        }
+        async fn delete(&self, key: &str) -> StoreResult<()> {
+            self.inner.delete(key).await
+        }
+        async fn increment(&self, key: &str, delta: i64) -> StoreResult<i64> {
+            self.inner.increment(key, delta).await
+        }
+        async fn compare_and_swap(
+            &self,
+            key: &str,
+            expected: Option<&[u8]>,
+            new: &[u8],
+        ) -> StoreResult<Swap> {
+            if key == self.marker && !self.raced.replace(true) {
+                // The twin takes its own number and the marker, and has not written yet.
+                let n = self.inner.increment(&keys::log_head("b"), 1).await?;
+                self.inner.set(key, n.to_string().as_bytes()).await?;
+            }
+            self.inner.compare_and_swap(key, expected, new).await
+        }
+    }
+
+    #[test]
+    fn a_twin_that_loses_the_marker_voids_its_number_at_once() {
+        block_on(async {
+            let e = sample();
+            let store = Twin {
+                inner: MemoryStore::new(),
+                marker: keys::event_marker("b", &e.id, EventKind::Answered),
+                raced: std::cell::Cell::new(false),
+            };
+            // We take number 1, the twin takes 2 and the marker; we void 1, then find the
+            // twin's number unwritten and write the event there ourselves.
+            let seq = append_once(&store, "b", EventKind::Answered, Timestamp(0), &e)
+                .await
+                .unwrap();
+            assert_eq!(seq, 2);
+            assert_eq!(
+                store
+                    .get(&keys::log_event("b", 1))
+                    .await
+                    .unwrap()
+                    .as_deref(),
+                Some(VOID)
+            );
+            // A reader gets the event and passes the void number without waiting at it.
+            let mut r = Reader::new("b", 0);
+            let got = r.next(&store, Timestamp(0), 10).await.unwrap();
+            assert_eq!(got.len(), 1);
+            assert_eq!((r.cursor(), r.has_hole()), (2, false));
         });
     }
 
