@@ -133,6 +133,10 @@ impl Host {
             .env("SPIN_VARIABLE_TOKEN_SECRET", TOKEN_SECRET)
             .env("SPIN_VARIABLE_ADMIN_TOKEN", ADMIN_TOKEN)
             .env_remove("SPIN_HTTP_LISTEN_ADDR")
+            // The host stops when this pipe closes: when the test process exits, even for the
+            // shared host, which as a static is never dropped.
+            .arg("--exit-on-stdin-eof")
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

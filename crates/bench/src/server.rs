@@ -51,6 +51,7 @@ pub fn app_default(name: &str) -> Option<String> {
 async fn spawn(mut cmd: Command) -> anyhow::Result<(Child, String, u32)> {
     cmd.stderr(Stdio::piped())
         .stdout(Stdio::null())
+        .stdin(Stdio::piped())
         .kill_on_drop(true);
     let mut child = cmd.spawn().context("cannot start the server")?;
     let pid = child.id().context("pid")?;
@@ -92,6 +93,8 @@ fn host_command(args: &RunArgs, state: &Path, listen: &str) -> anyhow::Result<Co
     );
     let mut cmd = Command::new(bin);
     cmd.arg("up")
+        // The host stops when the benchmark exits, however it exits.
+        .arg("--exit-on-stdin-eof")
         .arg("--from")
         .arg(root.join("spin.toml"))
         .args(["--listen", listen, "--state-dir"])

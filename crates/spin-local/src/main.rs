@@ -95,6 +95,10 @@ struct UpArgs {
     /// Instances (across all components) the pooling allocator makes room for.
     #[arg(long, default_value_t = 2048)]
     max_instances: u32,
+    /// Stop when standard input reaches its end: a test harness or script that holds the other end
+    /// of a pipe never leaves a host running after it exits, however it exits.
+    #[arg(long)]
+    exit_on_stdin_eof: bool,
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -194,11 +198,31 @@ fn up(args: &UpArgs) -> anyhow::Result<()> {
         for n in notes {
             eprintln!("{n}");
         }
-        server.run(opts.listen, shutdown_signal()).await
+        let stdin_closed = stdin_eof(args.exit_on_stdin_eof);
+        let stop = async {
+            tokio::select! {
+                () = shutdown_signal() => {}
+                () = stdin_closed => {}
+            }
+        };
+        server.run(opts.listen, stop).await
     })?;
     // In-flight streams are abandoned; the stores are consistent at every committed write.
     runtime.shutdown_timeout(Duration::from_millis(200));
     Ok(())
+}
+
+/// Resolves when standard input reaches its end, if `watch`; never otherwise.
+async fn stdin_eof(watch: bool) {
+    if !watch {
+        return std::future::pending().await;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        let _ = tx.send(());
+    });
+    let _ = rx.await;
 }
 
 async fn shutdown_signal() {
