@@ -869,8 +869,10 @@ pub async fn contention(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
                     let ctx = s.ctx.clone();
                     tokio::spawn(async move {
                         let mut i = 0u64;
+                        // Writers take turns in one key space, so no count of sends per
+                        // writer makes two of them use the same key.
                         while Instant::now() < until {
-                            ctx.create(writer as u64 * 10_000 + i, writer, 0, None)
+                            ctx.create(i * w as u64 + (writer - 1) as u64, writer, 0, None)
                                 .await;
                             i += 1;
                         }
