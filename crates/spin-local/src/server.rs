@@ -185,7 +185,7 @@ impl Worker {
 
 /// How many instances of a component may accept requests at once.
 struct InstanceCap {
-    limit: Option<usize>,
+    limit: usize,
     accepting: AtomicUsize,
     /// Refused requests of a capped component trying again at once: the others wait here in order
     /// instead of all retrying against a busy instance.
@@ -201,12 +201,8 @@ const ADMITTED_AFTER: Duration = Duration::from_millis(5);
 impl InstanceCap {
     /// Takes a place for a new instance, if there is one.
     fn acquire(&self) -> bool {
-        let Some(limit) = self.limit else {
-            self.accepting.fetch_add(1, Relaxed);
-            return true;
-        };
         self.accepting
-            .fetch_update(Relaxed, Relaxed, |n| (n < limit).then_some(n + 1))
+            .fetch_update(Relaxed, Relaxed, |n| (n < self.limit).then_some(n + 1))
             .is_ok()
     }
 
@@ -460,12 +456,11 @@ impl Server {
                     server,
                     stats: component_stats,
                     cap: Arc::new(InstanceCap {
-                        limit: Some(
-                            opts.max_instances_per_component
-                                .get(id)
-                                .copied()
-                                .unwrap_or(default_cap),
-                        ),
+                        limit: opts
+                            .max_instances_per_component
+                            .get(id)
+                            .copied()
+                            .unwrap_or(default_cap),
                         accepting: AtomicUsize::new(0),
                         admission: tokio::sync::Semaphore::new(ADMISSION),
                     }),
