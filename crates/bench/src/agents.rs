@@ -373,12 +373,12 @@ impl Metrics {
         });
     }
 
-    /// For accepted creates in `keys` that never reached their addressee: each such addressee,
-    /// how many it missed and where its stream stood at the end.
-    pub fn undelivered(&self, keys: &HashSet<u64>) -> Vec<String> {
+    /// For accepted creates that never reached their addressee: each such addressee, how many it
+    /// missed and where its stream stood at the end.
+    pub fn undelivered(&self) -> Vec<String> {
         self.with(|m| {
             let mut missed: BTreeMap<usize, u64> = BTreeMap::new();
-            for k in keys.iter().filter(|k| !m.delivered.contains(k)) {
+            for k in m.accepted.iter().filter(|k| !m.delivered.contains(k)) {
                 if let Some(s) = m.sent.get(k) {
                     *missed.entry(s.to).or_default() += 1;
                 }

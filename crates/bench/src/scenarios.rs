@@ -258,6 +258,14 @@ impl Session {
     }
 }
 
+/// How long a scenario waits for every accepted create to be delivered and answered.
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// The plan of `paced` in which request `k` goes from agent `k mod n` to the next one.
+fn round_robin(n: usize) -> impl Fn(u64) -> (usize, usize) {
+    move |k| ((k as usize) % n, (k as usize + 1) % n)
+}
+
 /// Sends `n` creates at `rate` per second (fewer if `stop` is set first), `plan(i)` giving
 /// (from, to) of the `i`-th; keys are `phase * PHASE + i`. Returns the seconds it took until every
 /// create was answered by the server.
@@ -421,7 +429,7 @@ fn finish(s: &Session, mark: &Mark, mut step: Step) -> RunResult {
             100.0 * (s.server.cpu_seconds() - mark.cpu) / mark.at.elapsed().as_secs_f64().max(1e-9);
     }
     let errors = minus(&minus(&m.errors(), &mark.errors), &step.outage_errors);
-    let mut undelivered = m.undelivered(&m.accepted_keys());
+    let mut undelivered = m.undelivered();
     undelivered.truncate(20);
     RunResult {
         undelivered,
@@ -650,17 +658,8 @@ pub async fn scaling(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
             let rss_connected = s.server.rss();
             let mark = Mark::now(&s);
             let total = (args.rate * args.duration).round() as u64;
-            let seconds = paced(
-                &s.ctx,
-                0,
-                total,
-                args.rate,
-                None,
-                |k| ((k as usize) % n, (k as usize + 1) % n),
-                None,
-            )
-            .await;
-            s.settle(Duration::from_secs(30)).await;
+            let seconds = paced(&s.ctx, 0, total, args.rate, None, round_robin(n), None).await;
+            s.settle(SETTLE).await;
             let load1 = s.sample().await;
             drop(progress);
             let mut step = Step::new("scaling", format!("{n} agents"), n, 0);
@@ -699,16 +698,7 @@ pub async fn saturation(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
         let mark = Mark::now(&s);
         let load0 = s.sample().await;
         let total = (rate * args.phase_seconds).round() as u64;
-        let seconds = paced(
-            &s.ctx,
-            0,
-            total,
-            rate,
-            None,
-            |k| ((k as usize) % n, (k as usize + 1) % n),
-            None,
-        )
-        .await;
+        let seconds = paced(&s.ctx, 0, total, rate, None, round_robin(n), None).await;
         s.settle(Duration::from_secs(60)).await;
         let load1 = s.sample().await;
         drop(progress);
@@ -752,17 +742,8 @@ pub async fn burst(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
             let mark = Mark::now(&s);
             let rate = n as f64;
             let total = (rate * args.phase_seconds).round() as u64;
-            let seconds = paced(
-                &s.ctx,
-                phase,
-                total,
-                rate,
-                None,
-                |k| ((k as usize) % n, (k as usize + 1) % n),
-                None,
-            )
-            .await;
-            s.settle(Duration::from_secs(30)).await;
+            let seconds = paced(&s.ctx, phase, total, rate, None, round_robin(n), None).await;
+            s.settle(SETTLE).await;
             let mut step = Step::new(
                 "burst",
                 format!("phase {}: {n} agents", phase + 1),
@@ -812,17 +793,8 @@ pub async fn timeout_cascade(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
         });
         let rate = if args.quick { 10.0 } else { 50.0 };
         let total = (rate * args.phase_seconds).round() as u64;
-        let seconds = paced(
-            &s.ctx,
-            0,
-            total,
-            rate,
-            Some(ttl),
-            |k| ((k as usize) % n, (k as usize + 1) % n),
-            None,
-        )
-        .await;
-        s.settle(Duration::from_secs(30)).await;
+        let seconds = paced(&s.ctx, 0, total, rate, Some(ttl), round_robin(n), None).await;
+        s.settle(SETTLE).await;
         if let Some(t) = nudger {
             t.abort();
         }
@@ -883,7 +855,7 @@ pub async fn contention(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
                 let _ = t.await;
             }
             let seconds = started.elapsed().as_secs_f64();
-            s.settle(Duration::from_secs(30)).await;
+            s.settle(SETTLE).await;
             drop(progress);
             let mut step = Step::new("contention", format!("{w} writers"), w + 1, 0);
             step.seconds = seconds;
@@ -931,11 +903,11 @@ pub async fn sustained(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
             total,
             args.sustained_rate,
             None,
-            |k| ((k as usize) % n, (k as usize + 1) % n),
+            round_robin(n),
             None,
         )
         .await;
-        s.settle(Duration::from_secs(30)).await;
+        s.settle(SETTLE).await;
         let load1 = s.sample().await;
         sampler.abort();
         let mut series = std::mem::take(&mut *series.lock().expect("samples"));
@@ -981,8 +953,16 @@ pub async fn recovery(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
         let stop = Arc::new(AtomicBool::new(false));
         let (ctx, stopped) = (s.ctx.clone(), stop.clone());
         let sender = tokio::spawn(async move {
-            let plan = |k: u64| ((k as usize) % n, (k as usize + 1) % n);
-            paced(&ctx, 0, u64::MAX, rate, None, plan, Some(&stopped)).await
+            paced(
+                &ctx,
+                0,
+                u64::MAX,
+                rate,
+                None,
+                round_robin(n),
+                Some(&stopped),
+            )
+            .await
         });
         tokio::time::sleep(Duration::from_secs_f64(args.phase_seconds / 2.0)).await;
         let errors_before = s.metrics().errors();
@@ -1010,7 +990,7 @@ pub async fn recovery(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
         tokio::time::sleep(Duration::from_secs_f64(args.phase_seconds / 2.0)).await;
         stop.store(true, Ordering::Relaxed);
         let seconds = sender.await.unwrap_or(0.0);
-        s.settle(Duration::from_secs(30)).await;
+        s.settle(SETTLE).await;
         drop(progress);
         let mut step = Step::new("recovery", format!("{n} agents, kill -9 half-way"), n, 0);
         step.seconds = seconds;

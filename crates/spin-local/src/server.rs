@@ -617,7 +617,8 @@ impl Server {
         let cap = &handler.state().cap;
         let mut refused_before = false;
         let mut waited = 0u32;
-        let e = loop {
+        // The error, and whether it is that no instance could be made at all.
+        let (e, no_instance) = loop {
             let attempt = handler.handle((), request);
             let result = if refused_before {
                 // Refused requests try again a few at a time, so a crowd of them does not keep a
@@ -654,17 +655,17 @@ impl Server {
                         tokio::time::sleep(Duration::from_millis(1)).await;
                     }
                 }
-                Ok(refused) => break refused.into(),
-                Err(e) => break e,
+                Ok(refused) => break (refused.into(), true),
+                Err(e) => break (e, false),
             }
         };
         eprintln!(
             "component {:?}: request {path} failed: {e:#}",
             m.route.component
         );
-        if e.downcast_ref::<InstantiationError<()>>().is_some() {
-            // No instance could be made (the pool is exhausted): the request did not reach the
-            // component, so the client may safely send it again.
+        if no_instance {
+            // The pool is exhausted: the request did not reach the component, so the client may
+            // safely send it again.
             let mut r = empty(StatusCode::SERVICE_UNAVAILABLE);
             r.headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));

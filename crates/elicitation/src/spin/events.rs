@@ -324,9 +324,14 @@ impl Live {
         }
     }
 
+    /// The earliest deadline, if it has passed at `now`.
+    fn due(&self, now: Timestamp) -> Option<&(u64, String)> {
+        self.deadlines.first().filter(|(t, _)| *t <= now.0)
+    }
+
     /// Writes the expiry of each elicitation whose deadline has passed, unless somebody has.
     async fn expire_due<S: Store>(&mut self, store: &S, now: Timestamp) {
-        while let Some(d) = self.deadlines.first().filter(|(t, _)| *t <= now.0).cloned() {
+        while let Some(d) = self.due(now).cloned() {
             // The read writes the expiry if nobody has; if somebody had but crashed before its
             // events, `announced` puts them in.
             if let Ok(e) = service::get(store, &self.agent, &d.1, now).await {
@@ -480,7 +485,7 @@ async fn hub(opts: StreamOptions) {
         // event is delivered from the log on the next tick.
         let expiries = streams
             .iter_mut()
-            .filter(|s| s.deadlines.first().is_some_and(|(t, _)| *t <= now.0))
+            .filter(|s| s.due(now).is_some())
             .map(|s| s.expire_due(store, now));
         futures::future::join_all(expiries).await;
         for s in &mut streams {
