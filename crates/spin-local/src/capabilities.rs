@@ -17,7 +17,8 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "lighthouse:host/spin-host",
-        imports: { default: trappable },
+        // `wasi:keyvalue` functions are blocking to the guest but wait without holding a thread.
+        imports: { "wasi:keyvalue": async | trappable, default: trappable },
         with: {
             "spin:key-value/key-value.store": super::SpinStore,
             "wasi:keyvalue/store.bucket": super::Bucket,
@@ -129,7 +130,7 @@ impl<U: Send> spin_kv::HostStoreWithStore<U> for HasSelf<HostState> {
         s: Resource<SpinStore>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, spin_kv::Error>> {
-        Ok(backend_of(acc, &s)?.get(&key).map_err(spin_err))
+        Ok(backend_of(acc, &s)?.get(&key).await.map_err(spin_err))
     }
 
     async fn set(
@@ -138,7 +139,10 @@ impl<U: Send> spin_kv::HostStoreWithStore<U> for HasSelf<HostState> {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), spin_kv::Error>> {
-        Ok(backend_of(acc, &s)?.set(&key, &value).map_err(spin_err))
+        Ok(backend_of(acc, &s)?
+            .set(&key, &value)
+            .await
+            .map_err(spin_err))
     }
 
     async fn delete(
@@ -146,7 +150,7 @@ impl<U: Send> spin_kv::HostStoreWithStore<U> for HasSelf<HostState> {
         s: Resource<SpinStore>,
         key: String,
     ) -> wasmtime::Result<Result<(), spin_kv::Error>> {
-        Ok(backend_of(acc, &s)?.delete(&key).map_err(spin_err))
+        Ok(backend_of(acc, &s)?.delete(&key).await.map_err(spin_err))
     }
 
     async fn exists(
@@ -154,7 +158,7 @@ impl<U: Send> spin_kv::HostStoreWithStore<U> for HasSelf<HostState> {
         s: Resource<SpinStore>,
         key: String,
     ) -> wasmtime::Result<Result<bool, spin_kv::Error>> {
-        Ok(backend_of(acc, &s)?.exists(&key).map_err(spin_err))
+        Ok(backend_of(acc, &s)?.exists(&key).await.map_err(spin_err))
     }
 
     async fn get_keys(
@@ -164,7 +168,7 @@ impl<U: Send> spin_kv::HostStoreWithStore<U> for HasSelf<HostState> {
         StreamReader<String>,
         FutureReader<Result<(), spin_kv::Error>>,
     )> {
-        let (keys, result) = match backend_of(acc, &s)?.keys() {
+        let (keys, result) = match backend_of(acc, &s)?.keys().await {
             Ok(k) => (k, Ok(())),
             Err(e) => (Vec::new(), Err(spin_err(e))),
         };
@@ -209,7 +213,7 @@ fn wasi_err(e: String) -> wasi_kv::Error {
 }
 
 impl wasi_kv::Host for HostState {
-    fn open(
+    async fn open(
         &mut self,
         label: String,
     ) -> wasmtime::Result<Result<Resource<Bucket>, wasi_kv::Error>> {
@@ -221,47 +225,53 @@ impl wasi_kv::Host for HostState {
     }
 }
 
+impl HostState {
+    fn bucket(&mut self, b: &Resource<Bucket>) -> wasmtime::Result<Arc<dyn KvBackend>> {
+        Ok(self.table().get(b)?.0.clone())
+    }
+}
+
 impl wasi_kv::HostBucket for HostState {
-    fn get(
+    async fn get(
         &mut self,
         b: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, wasi_kv::Error>> {
-        Ok(self.table().get(&b)?.0.get(&key).map_err(wasi_err))
+        Ok(self.bucket(&b)?.get(&key).await.map_err(wasi_err))
     }
 
-    fn set(
+    async fn set(
         &mut self,
         b: Resource<Bucket>,
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), wasi_kv::Error>> {
-        Ok(self.table().get(&b)?.0.set(&key, &value).map_err(wasi_err))
+        Ok(self.bucket(&b)?.set(&key, &value).await.map_err(wasi_err))
     }
 
-    fn delete(
+    async fn delete(
         &mut self,
         b: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<(), wasi_kv::Error>> {
-        Ok(self.table().get(&b)?.0.delete(&key).map_err(wasi_err))
+        Ok(self.bucket(&b)?.delete(&key).await.map_err(wasi_err))
     }
 
-    fn exists(
+    async fn exists(
         &mut self,
         b: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<bool, wasi_kv::Error>> {
-        Ok(self.table().get(&b)?.0.exists(&key).map_err(wasi_err))
+        Ok(self.bucket(&b)?.exists(&key).await.map_err(wasi_err))
     }
 
-    fn list_keys(
+    async fn list_keys(
         &mut self,
         b: Resource<Bucket>,
         cursor: Option<String>,
     ) -> wasmtime::Result<Result<wasi_kv::KeyResponse, wasi_kv::Error>> {
         // One page holds every key after the cursor (keys are sorted; the cursor is the last key seen).
-        let keys = match self.table().get(&b)?.0.keys() {
+        let keys = match self.bucket(&b)?.keys().await {
             Ok(k) => k,
             Err(e) => return Ok(Err(wasi_err(e))),
         };
@@ -272,28 +282,27 @@ impl wasi_kv::HostBucket for HostState {
         Ok(Ok(wasi_kv::KeyResponse { keys, cursor: None }))
     }
 
-    fn drop(&mut self, rep: Resource<Bucket>) -> wasmtime::Result<()> {
+    async fn drop(&mut self, rep: Resource<Bucket>) -> wasmtime::Result<()> {
         self.table().delete(rep)?;
         Ok(())
     }
 }
 
 impl atomics::Host for HostState {
-    fn increment(
+    async fn increment(
         &mut self,
         b: Resource<Bucket>,
         key: String,
         delta: i64,
     ) -> wasmtime::Result<Result<i64, wasi_kv::Error>> {
         Ok(self
-            .table()
-            .get(&b)?
-            .0
+            .bucket(&b)?
             .increment(&key, delta)
+            .await
             .map_err(wasi_err))
     }
 
-    fn swap(
+    async fn swap(
         &mut self,
         cas: Resource<Cas>,
         value: Vec<u8>,
@@ -302,6 +311,7 @@ impl atomics::Host for HostState {
         match cas
             .backend
             .compare_and_swap(&cas.key, cas.seen.as_deref(), &value)
+            .await
         {
             Ok(None) => Ok(Ok(())),
             Ok(Some(current)) => {
@@ -318,58 +328,59 @@ impl atomics::Host for HostState {
 }
 
 impl atomics::HostCas for HostState {
-    fn new(
+    async fn new(
         &mut self,
         b: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<Resource<Cas>, wasi_kv::Error>> {
-        let backend = self.table().get(&b)?.0.clone();
-        let seen = match backend.get(&key) {
+        let backend = self.bucket(&b)?;
+        let seen = match backend.get(&key).await {
             Ok(v) => v,
             Err(e) => return Ok(Err(wasi_err(e))),
         };
         Ok(Ok(self.table().push(Cas { backend, key, seen })?))
     }
 
-    fn current(
+    async fn current(
         &mut self,
         cas: Resource<Cas>,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, wasi_kv::Error>> {
         Ok(Ok(self.table().get(&cas)?.seen.clone()))
     }
 
-    fn drop(&mut self, rep: Resource<Cas>) -> wasmtime::Result<()> {
+    async fn drop(&mut self, rep: Resource<Cas>) -> wasmtime::Result<()> {
         self.table().delete(rep)?;
         Ok(())
     }
 }
 
 impl batch::Host for HostState {
-    fn get_many(
+    async fn get_many(
         &mut self,
         b: Resource<Bucket>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<(String, Option<Vec<u8>>)>, wasi_kv::Error>> {
-        let backend = self.table().get(&b)?.0.clone();
-        Ok(backend
+        Ok(self
+            .bucket(&b)?
             .get_many(&keys)
+            .await
             .map(|values| keys.into_iter().zip(values).collect())
             .map_err(wasi_err))
     }
 
-    fn set_many(
+    async fn set_many(
         &mut self,
         b: Resource<Bucket>,
         entries: Vec<(String, Vec<u8>)>,
     ) -> wasmtime::Result<Result<(), wasi_kv::Error>> {
-        Ok(self.table().get(&b)?.0.set_many(&entries).map_err(wasi_err))
+        Ok(self.bucket(&b)?.set_many(&entries).await.map_err(wasi_err))
     }
 
-    fn delete_many(
+    async fn delete_many(
         &mut self,
         b: Resource<Bucket>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<(), wasi_kv::Error>> {
-        Ok(self.table().get(&b)?.0.delete_many(&keys).map_err(wasi_err))
+        Ok(self.bucket(&b)?.delete_many(&keys).await.map_err(wasi_err))
     }
 }

@@ -4,41 +4,59 @@
 //! operations both interfaces need, including the atomic ones (`increment`, compare-and-swap). The
 //! default backend is SQLite with Spin's own schema, so a `.spin/sqlite_key_value.db` written here can
 //! be read by `spin up` and the other way round. A networked backend (Redis, as Spin's `type = "redis"`)
-//! implements the same trait; the calls are short and synchronous, which suits both.
+//! implements the same trait.
+//!
+//! Every call returns a future, so a component instance waiting on the store holds no thread. The
+//! SQLite backend commits in groups. A call that finds the file idle runs at once on the caller's
+//! thread (a write in a transaction of its own, a read in none), and so do the calls that queue
+//! behind it meanwhile, for up to [`LEAD_FOR`]; after that a writer thread runs whatever has
+//! queued, each time all of it in one transaction. Each call still sees the effects of those
+//! before it in the queue, and its caller hears back only after the commit, so order and
+//! atomicity are those of one call per transaction. What changes is the cost: a commit appends the
+//! pages it touched to the write-ahead log once for the whole group.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use serde::Deserialize;
+use tokio::sync::oneshot;
 
 use crate::stats::{Counted, KvStats};
 
 /// Errors a backend reports to the guest as `other(..)`.
 pub type KvResult<T> = Result<T, String>;
 
-/// One key-value store (one label).
+/// The answer to one call.
+pub type KvFuture<T> = Pin<Box<dyn Future<Output = KvResult<T>> + Send>>;
+
+/// One key-value store (one label). A call takes effect when it is made; its future only carries
+/// the answer.
 pub trait KvBackend: Send + Sync {
     /// The value of `key`, if any.
-    fn get(&self, key: &str) -> KvResult<Option<Vec<u8>>>;
+    fn get(&self, key: &str) -> KvFuture<Option<Vec<u8>>>;
     /// Upserts `key`.
-    fn set(&self, key: &str, value: &[u8]) -> KvResult<()>;
+    fn set(&self, key: &str, value: &[u8]) -> KvFuture<()>;
     /// Removes `key` (absent is fine).
-    fn delete(&self, key: &str) -> KvResult<()>;
+    fn delete(&self, key: &str) -> KvFuture<()>;
     /// Whether `key` exists.
-    fn exists(&self, key: &str) -> KvResult<bool>;
+    fn exists(&self, key: &str) -> KvFuture<bool>;
     /// Every key, sorted.
-    fn keys(&self) -> KvResult<Vec<String>>;
+    fn keys(&self) -> KvFuture<Vec<String>>;
     /// Values of several keys, in order.
-    fn get_many(&self, keys: &[String]) -> KvResult<Vec<Option<Vec<u8>>>>;
+    fn get_many(&self, keys: &[String]) -> KvFuture<Vec<Option<Vec<u8>>>>;
     /// Upserts several keys at once (all or nothing).
-    fn set_many(&self, entries: &[(String, Vec<u8>)]) -> KvResult<()>;
+    fn set_many(&self, entries: &[(String, Vec<u8>)]) -> KvFuture<()>;
     /// Removes several keys at once.
-    fn delete_many(&self, keys: &[String]) -> KvResult<()>;
+    fn delete_many(&self, keys: &[String]) -> KvFuture<()>;
     /// Adds `delta` to the 8-byte little-endian integer at `key` (absent = 0) and returns the result.
-    fn increment(&self, key: &str, delta: i64) -> KvResult<i64>;
+    fn increment(&self, key: &str, delta: i64) -> KvFuture<i64>;
     /// Writes `new` only if the current value is still `expected` (`None` = the key is absent).
     /// Returns `Ok(None)` on success, or `Ok(Some(current))` when the value had changed.
     fn compare_and_swap(
@@ -46,22 +64,267 @@ pub trait KvBackend: Send + Sync {
         key: &str,
         expected: Option<&[u8]>,
         new: &[u8],
-    ) -> KvResult<Option<Option<Vec<u8>>>>;
+    ) -> KvFuture<Option<Option<Vec<u8>>>>;
 }
 
-/// SQLite store: table `spin_key_value(store, key, value)` exactly as Spin creates it.
+/// SQLite store: table `spin_key_value(store, key, value)` exactly as Spin creates it. Stores of
+/// several labels may share one file, and so one [`Writer`].
 pub struct SqliteKv {
-    conn: Arc<Mutex<Connection>>,
-    label: String,
+    writer: Arc<Writer>,
+    label: Arc<str>,
+}
+
+/// One call waiting for the connection.
+trait Job: Send {
+    /// Whether the call only reads.
+    fn read_only(&self) -> bool;
+    /// Runs inside the group's transaction, keeping its result; it may run again (alone) if the
+    /// group is rolled back.
+    fn run(&mut self, conn: &Connection) -> rusqlite::Result<()>;
+    /// Answers the caller: with the kept result if the transaction committed, else with `failed`.
+    fn answer(self: Box<Self>, failed: Option<String>);
+}
+
+struct Call<T, F> {
+    op: F,
+    read_only: bool,
+    result: Option<T>,
+    reply: oneshot::Sender<KvResult<T>>,
+}
+
+impl<T: Send, F: FnMut(&Connection) -> rusqlite::Result<T> + Send> Job for Call<T, F> {
+    fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn run(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        self.result = Some((self.op)(conn)?);
+        Ok(())
+    }
+
+    fn answer(self: Box<Self>, failed: Option<String>) {
+        let answer = match (failed, self.result) {
+            (None, Some(r)) => Ok(r),
+            (Some(e), _) => Err(e),
+            (None, None) => Err("the key-value call was not run".into()),
+        };
+        // A caller that stopped waiting does not need the answer.
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// The serving connection of one SQLite file and the calls queued for it.
+struct Writer {
+    conn: Mutex<Connection>,
+    queue: Mutex<Queue>,
+    /// Wakes the writer thread when the queue is handed to it, or when a call comes while it lingers.
+    wake: Condvar,
+    /// Transactions committed (or rolled back), for tests and diagnostics.
+    transactions: AtomicU64,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: Vec<Box<dyn Job>>,
+    /// Someone (a caller or the writer thread) is running transactions; new calls queue.
+    busy: bool,
+    /// The writer thread should take over the queue.
+    handed_over: bool,
+    /// The writer thread waits for more calls before it lets callers run their own.
+    lingering: bool,
+}
+
+/// The most calls one transaction runs.
+const GROUP_MAX: usize = 1024;
+
+/// How long the writer thread waits for more calls once the queue is empty.
+const LINGER: Duration = Duration::from_micros(500);
+
+/// How long a caller that found the store idle runs the calls queued behind its own.
+const LEAD_FOR: Duration = Duration::from_millis(1);
+
+impl Writer {
+    fn submit(&self, job: Box<dyn Job>) {
+        let mut queue = lock(&self.queue);
+        if queue.busy {
+            queue.jobs.push(job);
+            if queue.lingering {
+                self.wake.notify_one();
+            }
+            return;
+        }
+        // Idle: run it here, now, and then whatever queued meanwhile, for up to LEAD_FOR; past
+        // that the writer thread takes over, so this caller can go on.
+        queue.busy = true;
+        drop(queue);
+        // Should a call panic here, the writer thread carries on with the queue.
+        struct HandOverOnPanic<'a>(&'a Writer);
+        impl Drop for HandOverOnPanic<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    lock(&self.0.queue).handed_over = true;
+                    self.0.wake.notify_one();
+                }
+            }
+        }
+        let _guard = HandOverOnPanic(self);
+        let until = Instant::now() + LEAD_FOR;
+        let mut group = vec![job];
+        loop {
+            self.run(group);
+            let mut queue = lock(&self.queue);
+            if queue.jobs.is_empty() {
+                queue.busy = false;
+                return;
+            }
+            if Instant::now() >= until {
+                queue.handed_over = true;
+                self.wake.notify_one();
+                return;
+            }
+            let n = queue.jobs.len().min(GROUP_MAX);
+            group = queue.jobs.drain(..n).collect();
+        }
+    }
+
+    /// The writer thread's work once handed the queue: groups until the queue stays empty for
+    /// [`LINGER`]. While it lingers, new calls still queue, so under load they keep forming groups
+    /// instead of each running alone on its caller's thread.
+    fn drain(&self) {
+        loop {
+            let group = {
+                let mut queue = lock(&self.queue);
+                if queue.jobs.is_empty() {
+                    queue.lingering = true;
+                    queue = self
+                        .wake
+                        .wait_timeout_while(queue, LINGER, |q| q.jobs.is_empty())
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0;
+                    queue.lingering = false;
+                }
+                if queue.jobs.is_empty() {
+                    queue.busy = false;
+                    queue.handed_over = false;
+                    return;
+                }
+                let n = queue.jobs.len().min(GROUP_MAX);
+                queue.jobs.drain(..n).collect()
+            };
+            self.run(group);
+        }
+    }
+
+    /// Runs `group` in one transaction, then answers each call. If the transaction fails, each call
+    /// runs again in a transaction of its own, so one call's error is not another's.
+    fn run(&self, mut group: Vec<Box<dyn Job>>) {
+        let mut conn = lock(&self.conn);
+        if let [job] = group.as_mut_slice()
+            && job.read_only()
+        {
+            // A read alone needs no transaction of its own (nor the write lock one would take).
+            let failed = job.run(&conn).err().map(|e| e.to_string());
+            group.into_iter().for_each(|j| j.answer(failed.clone()));
+            return;
+        }
+        let together = self.transaction(&mut conn, &mut group);
+        match together {
+            Ok(()) => group.into_iter().for_each(|j| j.answer(None)),
+            Err(e) if group.len() == 1 => group
+                .into_iter()
+                .for_each(|j| j.answer(Some(e.to_string()))),
+            Err(_) => {
+                for mut job in group {
+                    let alone = self.transaction(&mut conn, std::slice::from_mut(&mut job));
+                    job.answer(alone.err().map(|e| e.to_string()));
+                }
+            }
+        }
+    }
+
+    fn transaction(
+        &self,
+        conn: &mut Connection,
+        group: &mut [Box<dyn Job>],
+    ) -> rusqlite::Result<()> {
+        self.transactions.fetch_add(1, Relaxed);
+        // Immediate: the write lock is taken (waiting out another process's writer, up to the busy
+        // timeout) before anything is read, so no call can find its snapshot stale when it writes.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for job in group.iter_mut() {
+            job.run(&tx)?;
+        }
+        tx.commit()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding these locks leaves nothing half-done that a later call could observe
+    // (transactions roll back on drop), so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The writer thread of one file: runs the queue whenever a caller hands it over, until the
+/// file's stores are all gone.
+fn writer_thread(writer: &Weak<Writer>) {
+    loop {
+        let Some(w) = writer.upgrade() else { return };
+        let queue = lock(&w.queue);
+        let (queue, _) = w
+            .wake
+            .wait_timeout_while(queue, Duration::from_secs(1), |q| !q.handed_over)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let handed_over = queue.handed_over;
+        drop(queue);
+        if handed_over {
+            // A call that panics loses its answer (its caller hears that the store stopped), not
+            // the thread: the queue stays handed over and is drained on the next turn.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.drain()));
+        }
+    }
 }
 
 impl SqliteKv {
-    fn with<R>(&self, f: impl FnOnce(&mut Connection, &str) -> rusqlite::Result<R>) -> KvResult<R> {
-        let mut conn = self
-            .conn
-            .lock()
-            .map_err(|_| "key-value store lock poisoned".to_string())?;
-        f(&mut conn, &self.label).map_err(|e| e.to_string())
+    /// A read: like a write, except that run alone it needs no transaction.
+    fn read<T: Send + 'static>(
+        &self,
+        op: impl FnMut(&Connection, &str) -> rusqlite::Result<T> + Send + 'static,
+    ) -> KvFuture<T> {
+        self.submit(true, op)
+    }
+
+    /// A write (see the module documentation).
+    fn call<T: Send + 'static>(
+        &self,
+        op: impl FnMut(&Connection, &str) -> rusqlite::Result<T> + Send + 'static,
+    ) -> KvFuture<T> {
+        self.submit(false, op)
+    }
+
+    fn submit<T: Send + 'static>(
+        &self,
+        read_only: bool,
+        mut op: impl FnMut(&Connection, &str) -> rusqlite::Result<T> + Send + 'static,
+    ) -> KvFuture<T> {
+        let (reply, answer) = oneshot::channel();
+        let label = self.label.clone();
+        self.writer.submit(Box::new(Call {
+            op: move |c: &Connection| op(c, &label),
+            read_only,
+            result: None,
+            reply,
+        }));
+        Box::pin(async move {
+            answer
+                .await
+                .unwrap_or_else(|_| Err("the key-value store stopped".into()))
+        })
+    }
+
+    /// Transactions run so far on this store's file.
+    #[cfg(test)]
+    fn transactions(&self) -> u64 {
+        self.writer.transactions.load(Relaxed)
     }
 }
 
@@ -87,82 +350,72 @@ fn remove(conn: &Connection, label: &str, key: &str) -> rusqlite::Result<()> {
 }
 
 impl KvBackend for SqliteKv {
-    fn get(&self, key: &str) -> KvResult<Option<Vec<u8>>> {
-        self.with(|c, l| read(c, l, key))
+    fn get(&self, key: &str) -> KvFuture<Option<Vec<u8>>> {
+        let key = key.to_string();
+        self.read(move |c, l| read(c, l, &key))
     }
 
-    fn set(&self, key: &str, value: &[u8]) -> KvResult<()> {
-        self.with(|c, l| write(c, l, key, value))
+    fn set(&self, key: &str, value: &[u8]) -> KvFuture<()> {
+        let (key, value) = (key.to_string(), value.to_vec());
+        self.call(move |c, l| write(c, l, &key, &value))
     }
 
-    fn delete(&self, key: &str) -> KvResult<()> {
-        self.with(|c, l| remove(c, l, key))
+    fn delete(&self, key: &str) -> KvFuture<()> {
+        let key = key.to_string();
+        self.call(move |c, l| remove(c, l, &key))
     }
 
-    fn exists(&self, key: &str) -> KvResult<bool> {
-        self.with(|c, l| {
+    fn exists(&self, key: &str) -> KvFuture<bool> {
+        let key = key.to_string();
+        self.read(move |c, l| {
             c.prepare_cached("SELECT 1 FROM spin_key_value WHERE store = ?1 AND key = ?2")?
-                .exists((l, key))
+                .exists((l, &key))
         })
     }
 
-    fn keys(&self) -> KvResult<Vec<String>> {
-        self.with(|c, l| {
+    fn keys(&self) -> KvFuture<Vec<String>> {
+        self.read(|c, l| {
             let mut st =
                 c.prepare_cached("SELECT key FROM spin_key_value WHERE store = ?1 ORDER BY key")?;
             st.query_map([l], |r| r.get(0))?.collect()
         })
     }
 
-    fn get_many(&self, keys: &[String]) -> KvResult<Vec<Option<Vec<u8>>>> {
-        self.with(|c, l| keys.iter().map(|k| read(c, l, k)).collect())
+    fn get_many(&self, keys: &[String]) -> KvFuture<Vec<Option<Vec<u8>>>> {
+        let keys = keys.to_vec();
+        self.read(move |c, l| keys.iter().map(|k| read(c, l, k)).collect())
     }
 
-    fn set_many(&self, entries: &[(String, Vec<u8>)]) -> KvResult<()> {
-        self.with(|c, l| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for (k, v) in entries {
-                write(&tx, l, k, v)?;
-            }
-            tx.commit()
-        })
+    fn set_many(&self, entries: &[(String, Vec<u8>)]) -> KvFuture<()> {
+        let entries = entries.to_vec();
+        self.call(move |c, l| entries.iter().try_for_each(|(k, v)| write(c, l, k, v)))
     }
 
-    fn delete_many(&self, keys: &[String]) -> KvResult<()> {
-        self.with(|c, l| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for k in keys {
-                remove(&tx, l, k)?;
-            }
-            tx.commit()
-        })
+    fn delete_many(&self, keys: &[String]) -> KvFuture<()> {
+        let keys = keys.to_vec();
+        self.call(move |c, l| keys.iter().try_for_each(|k| remove(c, l, k)))
     }
 
-    fn increment(&self, key: &str, delta: i64) -> KvResult<i64> {
-        let mut bad_value = None;
-        let result = self.with(|c, l| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let current = match read(&tx, l, key)? {
+    fn increment(&self, key: &str, delta: i64) -> KvFuture<i64> {
+        let key = key.to_string();
+        let done = self.call(move |c, l| {
+            let current = match read(c, l, &key)? {
                 None => 0,
                 Some(bytes) => match <[u8; 8]>::try_from(bytes.as_slice()) {
                     Ok(b) => i64::from_le_bytes(b),
                     Err(_) => {
-                        bad_value = Some(bytes.len());
-                        return Ok(0);
+                        return Ok(Err(format!(
+                            "cannot increment {key:?}: its value is {} bytes, not an 8-byte integer",
+                            bytes.len()
+                        )));
                     }
                 },
             };
             let next = current.wrapping_add(delta);
-            write(&tx, l, key, &next.to_le_bytes())?;
-            tx.commit()?;
-            Ok(next)
-        })?;
-        match bad_value {
-            Some(len) => Err(format!(
-                "cannot increment {key:?}: its value is {len} bytes, not an 8-byte integer"
-            )),
-            None => Ok(result),
-        }
+            write(c, l, &key, &next.to_le_bytes())?;
+            Ok(Ok(next))
+        });
+        Box::pin(async move { done.await? })
     }
 
     fn compare_and_swap(
@@ -170,15 +423,14 @@ impl KvBackend for SqliteKv {
         key: &str,
         expected: Option<&[u8]>,
         new: &[u8],
-    ) -> KvResult<Option<Option<Vec<u8>>>> {
-        self.with(|c, l| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let current = read(&tx, l, key)?;
-            if current.as_deref() != expected {
+    ) -> KvFuture<Option<Option<Vec<u8>>>> {
+        let (key, expected, new) = (key.to_string(), expected.map(<[u8]>::to_vec), new.to_vec());
+        self.call(move |c, l| {
+            let current = read(c, l, &key)?;
+            if current != expected {
                 return Ok(Some(current));
             }
-            write(&tx, l, key, new)?;
-            tx.commit()?;
+            write(c, l, &key, &new)?;
             Ok(None)
         })
     }
@@ -193,25 +445,28 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS spin_key_value (
 );";
 
 /// Opens (creating if needed) a SQLite key-value file with Spin's schema.
-fn open_sqlite(path: &Path) -> anyhow::Result<Arc<Mutex<Connection>>> {
+fn open_sqlite(path: &Path) -> anyhow::Result<Arc<Writer>> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let conn = Connection::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     // Checkpoints (copying the write-ahead log into the database, with an fsync) happen on a
     // connection of their own, so the one that serves the components rarely stalls on them; it
     // checkpoints itself only if the log still grows past 4000 pages (a write rate the background
-    // checkpoints cannot keep up with), so the log cannot grow without bound.
+    // checkpoints cannot keep up with), so the log cannot grow without bound. Its page cache may
+    // hold 64 MiB (SQLite's default is 2): elicitations touch keys all over the table, and with the
+    // default under load most lookups went to the file.
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 4000;",
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 4000;
+         PRAGMA cache_size = -65536;",
     )?;
     conn.execute_batch(SCHEMA)?;
-    let conn = Arc::new(Mutex::new(conn));
+    let writer = Writer::new(conn)?;
     let checkpoints = Connection::open(path)
         .with_context(|| format!("cannot open {} for checkpoints", path.display()))?;
-    checkpoints.busy_timeout(std::time::Duration::from_secs(5))?;
-    let serving = Arc::downgrade(&conn);
+    checkpoints.busy_timeout(BUSY_TIMEOUT)?;
+    let serving = Arc::downgrade(&writer);
     std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
         .spawn(move || {
@@ -222,8 +477,29 @@ fn open_sqlite(path: &Path) -> anyhow::Result<Arc<Mutex<Connection>>> {
             }
         })
         .context("cannot start the checkpoint thread")?;
-    Ok(conn)
+    Ok(writer)
 }
+
+impl Writer {
+    /// Serves `conn`, with a writer thread for the groups.
+    fn new(conn: Connection) -> anyhow::Result<Arc<Self>> {
+        let writer = Arc::new(Self {
+            conn: Mutex::new(conn),
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+            transactions: AtomicU64::new(0),
+        });
+        let weak = Arc::downgrade(&writer);
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_thread(&weak))
+            .context("cannot start the key-value writer thread")?;
+        Ok(writer)
+    }
+}
+
+/// How long a connection waits for a lock another process holds.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often the write-ahead log is checkpointed.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
@@ -277,7 +553,7 @@ impl Stores {
         state_dir: &Path,
     ) -> anyhow::Result<(Self, Vec<String>)> {
         let mut by_label: BTreeMap<String, Arc<dyn KvBackend>> = BTreeMap::new();
-        let mut files: BTreeMap<PathBuf, Arc<Mutex<Connection>>> = BTreeMap::new();
+        let mut files: BTreeMap<PathBuf, Arc<Writer>> = BTreeMap::new();
         let mut notes = Vec::new();
         let default_path = state_dir.join("sqlite_key_value.db");
         let mut labels: Vec<(&str, Option<&StoreConfig>)> = vec![("default", None)];
@@ -298,12 +574,12 @@ impl Stores {
                     )
                 }
             };
-            let conn = match files.get(&path) {
-                Some(c) => c.clone(),
+            let writer = match files.get(&path) {
+                Some(w) => w.clone(),
                 None => {
-                    let c = open_sqlite(&path)?;
-                    files.insert(path.clone(), c.clone());
-                    c
+                    let w = open_sqlite(&path)?;
+                    files.insert(path.clone(), w.clone());
+                    w
                 }
             };
             notes.push(format!(
@@ -313,8 +589,8 @@ impl Stores {
             by_label.insert(
                 label.to_string(),
                 Arc::new(SqliteKv {
-                    conn,
-                    label: label.to_string(),
+                    writer,
+                    label: label.into(),
                 }),
             );
         }
@@ -345,64 +621,66 @@ impl Stores {
     }
 }
 
-/// A private in-memory SQLite store, for tests.
+/// A store in a directory of its own that is removed when the returned guard is dropped, for tests.
 #[cfg(test)]
-pub fn memory() -> Arc<dyn KvBackend> {
-    let conn = Connection::open_in_memory().unwrap();
-    conn.execute_batch(SCHEMA).unwrap();
-    Arc::new(SqliteKv {
-        conn: Arc::new(Mutex::new(conn)),
-        label: "default".into(),
-    })
+pub fn scratch() -> (tests::Dir, Arc<dyn KvBackend>) {
+    let dir = tests::Dir::new();
+    let (stores, _) = Stores::open(&RuntimeConfig::default(), dir.path(), dir.path()).unwrap();
+    let kv = stores.get("default").unwrap();
+    (dir, kv)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn store() -> (tempdir::Dir, Arc<dyn KvBackend>) {
-        let dir = tempdir::Dir::new();
-        let (stores, _) = Stores::open(&RuntimeConfig::default(), dir.path(), dir.path()).unwrap();
-        (dir, stores.get("default").unwrap())
+    fn now<T>(call: KvFuture<T>) -> KvResult<T> {
+        futures::executor::block_on(call)
     }
 
-    mod tempdir {
-        use std::path::{Path, PathBuf};
-        pub struct Dir(PathBuf);
-        impl Dir {
-            pub fn new() -> Self {
-                let p = std::env::temp_dir().join(format!(
-                    "spin-local-kv-{}-{:?}",
-                    std::process::id(),
-                    std::thread::current().id()
-                ));
-                let _ = std::fs::remove_dir_all(&p);
-                std::fs::create_dir_all(&p).unwrap();
-                Self(p)
-            }
-            pub fn path(&self) -> &Path {
-                &self.0
-            }
+    fn store() -> (Dir, Arc<dyn KvBackend>) {
+        scratch()
+    }
+
+    /// A directory of its own, removed on drop.
+    pub struct Dir(PathBuf);
+
+    impl Dir {
+        pub fn new() -> Self {
+            static N: AtomicU64 = AtomicU64::new(0);
+            let p = std::env::temp_dir().join(format!(
+                "spin-local-kv-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            Self(p)
         }
-        impl Drop for Dir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
         }
     }
 
     #[test]
     fn set_get_delete_keys() {
         let (_d, kv) = store();
-        kv.set("b", b"2").unwrap();
-        kv.set("a", b"1").unwrap();
-        kv.set("a", b"3").unwrap();
-        assert_eq!(kv.get("a").unwrap(), Some(b"3".to_vec()));
-        assert_eq!(kv.keys().unwrap(), ["a", "b"]);
-        kv.delete("a").unwrap();
-        assert!(!kv.exists("a").unwrap());
+        now(kv.set("b", b"2")).unwrap();
+        now(kv.set("a", b"1")).unwrap();
+        now(kv.set("a", b"3")).unwrap();
+        assert_eq!(now(kv.get("a")).unwrap(), Some(b"3".to_vec()));
+        assert_eq!(now(kv.keys()).unwrap(), ["a", "b"]);
+        now(kv.delete("a")).unwrap();
+        assert!(!now(kv.exists("a")).unwrap());
         assert_eq!(
-            kv.get_many(&["a".into(), "b".into()]).unwrap(),
+            now(kv.get_many(&["a".into(), "b".into()])).unwrap(),
             vec![None, Some(b"2".to_vec())]
         );
     }
@@ -410,24 +688,27 @@ mod tests {
     #[test]
     fn increment_is_eight_le_bytes_and_rejects_other_values() {
         let (_d, kv) = store();
-        assert_eq!(kv.increment("n", 1).unwrap(), 1);
-        assert_eq!(kv.increment("n", 5).unwrap(), 6);
-        assert_eq!(kv.get("n").unwrap(), Some(6i64.to_le_bytes().to_vec()));
-        kv.set("s", b"abc").unwrap();
-        assert!(kv.increment("s", 1).is_err());
-        assert_eq!(kv.get("s").unwrap(), Some(b"abc".to_vec()));
+        assert_eq!(now(kv.increment("n", 1)).unwrap(), 1);
+        assert_eq!(now(kv.increment("n", 5)).unwrap(), 6);
+        assert_eq!(now(kv.get("n")).unwrap(), Some(6i64.to_le_bytes().to_vec()));
+        now(kv.set("s", b"abc")).unwrap();
+        assert!(now(kv.increment("s", 1)).is_err());
+        assert_eq!(now(kv.get("s")).unwrap(), Some(b"abc".to_vec()));
     }
 
     #[test]
     fn compare_and_swap_including_absent_keys() {
         let (_d, kv) = store();
-        assert_eq!(kv.compare_and_swap("k", None, b"1").unwrap(), None);
+        assert_eq!(now(kv.compare_and_swap("k", None, b"1")).unwrap(), None);
         assert_eq!(
-            kv.compare_and_swap("k", None, b"2").unwrap(),
+            now(kv.compare_and_swap("k", None, b"2")).unwrap(),
             Some(Some(b"1".to_vec()))
         );
-        assert_eq!(kv.compare_and_swap("k", Some(b"1"), b"3").unwrap(), None);
-        assert_eq!(kv.get("k").unwrap(), Some(b"3".to_vec()));
+        assert_eq!(
+            now(kv.compare_and_swap("k", Some(b"1"), b"3")).unwrap(),
+            None
+        );
+        assert_eq!(now(kv.get("k")).unwrap(), Some(b"3".to_vec()));
     }
 
     #[test]
@@ -438,7 +719,7 @@ mod tests {
                 let kv = kv.clone();
                 std::thread::spawn(move || {
                     (0..50)
-                        .map(|_| kv.increment("c", 1).unwrap())
+                        .map(|_| now(kv.increment("c", 1)).unwrap())
                         .collect::<Vec<_>>()
                 })
             })
@@ -449,5 +730,97 @@ mod tests {
             .collect();
         all.sort_unstable();
         assert_eq!(all, (1..=400).collect::<Vec<_>>());
+    }
+
+    /// A store whose writer is held busy: writes made now queue, and [`Held::release`] hands them
+    /// all to the writer thread as one group.
+    struct Held(SqliteKv);
+
+    impl Held {
+        fn new() -> Self {
+            let conn = Connection::open_in_memory().unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            let kv = SqliteKv {
+                writer: Writer::new(conn).unwrap(),
+                label: "default".into(),
+            };
+            lock(&kv.writer.queue).busy = true;
+            Self(kv)
+        }
+
+        fn release(&self) {
+            lock(&self.0.writer.queue).handed_over = true;
+            self.0.writer.wake.notify_one();
+        }
+    }
+
+    #[test]
+    fn calls_made_while_busy_commit_as_one_group_in_their_order() {
+        let held = Held::new();
+        let kv = &held.0;
+        let before = kv.transactions();
+        let set = kv.set("k", b"a");
+        let swapped = kv.compare_and_swap("k", Some(b"a"), b"b");
+        let stale = kv.compare_and_swap("k", Some(b"a"), b"c");
+        let counts: Vec<_> = (0..100).map(|_| kv.increment("n", 1)).collect();
+        let read = kv.get_many(&["k".into(), "n".into()]);
+        held.release();
+        now(set).unwrap();
+        assert_eq!(now(swapped).unwrap(), None);
+        assert_eq!(now(stale).unwrap(), Some(Some(b"b".to_vec())));
+        let counts: Vec<i64> = counts.into_iter().map(|c| now(c).unwrap()).collect();
+        assert_eq!(counts, (1..=100).collect::<Vec<_>>());
+        assert_eq!(
+            now(read).unwrap(),
+            vec![Some(b"b".to_vec()), Some(100i64.to_le_bytes().to_vec())]
+        );
+        assert_eq!(
+            kv.transactions() - before,
+            1,
+            "one transaction for the whole group"
+        );
+        // Idle again: the next call runs at once on this thread; a read alone takes no transaction.
+        assert_eq!(now(kv.get("k")).unwrap(), Some(b"b".to_vec()));
+        now(kv.set("k", b"d")).unwrap();
+        assert_eq!(kv.transactions() - before, 2);
+    }
+
+    #[test]
+    fn a_failing_call_leaves_the_rest_of_its_group_intact() {
+        let held = Held::new();
+        let kv = &held.0;
+        let before = kv.transactions();
+        let first = kv.set("a", b"1");
+        let bad_value = kv.set("s", b"text");
+        let bad_increment = kv.increment("s", 1);
+        let broken = kv.call(|c, _| c.execute("INSERT INTO no_such_table VALUES (1)", []));
+        let last = kv.set("b", b"2");
+        held.release();
+        now(first).unwrap();
+        now(bad_value).unwrap();
+        assert!(
+            now(bad_increment)
+                .unwrap_err()
+                .contains("not an 8-byte integer")
+        );
+        assert!(now(broken).unwrap_err().contains("no_such_table"));
+        now(last).unwrap();
+        assert_eq!(now(kv.get("a")).unwrap(), Some(b"1".to_vec()));
+        assert_eq!(now(kv.get("s")).unwrap(), Some(b"text".to_vec()));
+        assert_eq!(now(kv.get("b")).unwrap(), Some(b"2".to_vec()));
+        // The group rolled back, then each of its five calls ran alone.
+        assert_eq!(kv.transactions() - before, 1 + 5);
+    }
+
+    #[test]
+    fn a_panicking_call_does_not_stall_the_store() {
+        let held = Held::new();
+        let kv = &held.0;
+        let panics = kv.call(|_, _| -> rusqlite::Result<()> { panic!("a bug in a call") });
+        held.release();
+        assert!(now(panics).unwrap_err().contains("stopped"));
+        // The writer thread lived on, and the store serves the next calls.
+        now(kv.set("k", b"1")).unwrap();
+        assert_eq!(now(kv.get("k")).unwrap(), Some(b"1".to_vec()));
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::kv::{KvBackend, KvResult};
+use crate::kv::{KvBackend, KvFuture};
 
 /// Key-value counters, shared by every store.
 #[derive(Default)]
@@ -102,56 +102,69 @@ impl Counted {
         Self { inner, stats }
     }
 
-    fn count<R>(&self, reads: usize, writes: usize, r: KvResult<R>) -> KvResult<R> {
-        let s = &self.stats;
-        s.calls.fetch_add(1, Relaxed);
-        if r.is_err() {
-            s.errors.fetch_add(1, Relaxed);
-        } else {
-            s.reads.fetch_add(reads as u64, Relaxed);
-            s.writes.fetch_add(writes as u64, Relaxed);
-        }
-        r
+    /// Counts `call` once it is answered: one call, and the keys `tally` finds it read and wrote.
+    fn count<R: Send + 'static>(
+        &self,
+        call: KvFuture<R>,
+        tally: impl FnOnce(&KvStats, &R) -> (usize, usize) + Send + 'static,
+    ) -> KvFuture<R> {
+        let s = self.stats.clone();
+        Box::pin(async move {
+            let r = call.await;
+            s.calls.fetch_add(1, Relaxed);
+            match &r {
+                Err(_) => {
+                    s.errors.fetch_add(1, Relaxed);
+                }
+                Ok(v) => {
+                    let (reads, writes) = tally(&s, v);
+                    s.reads.fetch_add(reads as u64, Relaxed);
+                    s.writes.fetch_add(writes as u64, Relaxed);
+                }
+            }
+            r
+        })
     }
 }
 
 impl KvBackend for Counted {
-    fn get(&self, key: &str) -> KvResult<Option<Vec<u8>>> {
-        self.count(1, 0, self.inner.get(key))
+    fn get(&self, key: &str) -> KvFuture<Option<Vec<u8>>> {
+        self.count(self.inner.get(key), |_, _| (1, 0))
     }
 
-    fn set(&self, key: &str, value: &[u8]) -> KvResult<()> {
-        self.count(0, 1, self.inner.set(key, value))
+    fn set(&self, key: &str, value: &[u8]) -> KvFuture<()> {
+        self.count(self.inner.set(key, value), |_, _| (0, 1))
     }
 
-    fn delete(&self, key: &str) -> KvResult<()> {
-        self.count(0, 1, self.inner.delete(key))
+    fn delete(&self, key: &str) -> KvFuture<()> {
+        self.count(self.inner.delete(key), |_, _| (0, 1))
     }
 
-    fn exists(&self, key: &str) -> KvResult<bool> {
-        self.count(1, 0, self.inner.exists(key))
+    fn exists(&self, key: &str) -> KvFuture<bool> {
+        self.count(self.inner.exists(key), |_, _| (1, 0))
     }
 
-    fn keys(&self) -> KvResult<Vec<String>> {
-        let r = self.inner.keys();
-        let n = r.as_ref().map_or(0, Vec::len);
-        self.count(n, 0, r)
+    fn keys(&self) -> KvFuture<Vec<String>> {
+        self.count(self.inner.keys(), |_, keys| (keys.len(), 0))
     }
 
-    fn get_many(&self, keys: &[String]) -> KvResult<Vec<Option<Vec<u8>>>> {
-        self.count(keys.len(), 0, self.inner.get_many(keys))
+    fn get_many(&self, keys: &[String]) -> KvFuture<Vec<Option<Vec<u8>>>> {
+        let n = keys.len();
+        self.count(self.inner.get_many(keys), move |_, _| (n, 0))
     }
 
-    fn set_many(&self, entries: &[(String, Vec<u8>)]) -> KvResult<()> {
-        self.count(0, entries.len(), self.inner.set_many(entries))
+    fn set_many(&self, entries: &[(String, Vec<u8>)]) -> KvFuture<()> {
+        let n = entries.len();
+        self.count(self.inner.set_many(entries), move |_, _| (0, n))
     }
 
-    fn delete_many(&self, keys: &[String]) -> KvResult<()> {
-        self.count(0, keys.len(), self.inner.delete_many(keys))
+    fn delete_many(&self, keys: &[String]) -> KvFuture<()> {
+        let n = keys.len();
+        self.count(self.inner.delete_many(keys), move |_, _| (0, n))
     }
 
-    fn increment(&self, key: &str, delta: i64) -> KvResult<i64> {
-        self.count(1, 1, self.inner.increment(key, delta))
+    fn increment(&self, key: &str, delta: i64) -> KvFuture<i64> {
+        self.count(self.inner.increment(key, delta), |_, _| (1, 1))
     }
 
     fn compare_and_swap(
@@ -159,34 +172,43 @@ impl KvBackend for Counted {
         key: &str,
         expected: Option<&[u8]>,
         new: &[u8],
-    ) -> KvResult<Option<Option<Vec<u8>>>> {
-        let r = self.inner.compare_and_swap(key, expected, new);
-        let swapped = matches!(r, Ok(None));
-        if matches!(r, Ok(Some(_))) {
-            self.stats.swap_conflicts.fetch_add(1, Relaxed);
-        }
-        self.count(1, usize::from(swapped), r)
+    ) -> KvFuture<Option<Option<Vec<u8>>>> {
+        self.count(
+            self.inner.compare_and_swap(key, expected, new),
+            |s, changed| match changed {
+                None => (1, 1),
+                Some(_) => {
+                    s.swap_conflicts.fetch_add(1, Relaxed);
+                    (1, 0)
+                }
+            },
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::executor::block_on;
 
     #[test]
     fn counts_keys_by_kind_and_swap_conflicts() {
         let stats = Arc::new(KvStats::default());
-        let kv = Counted::new(crate::kv::memory(), stats.clone());
-        kv.set("a", b"1").unwrap();
-        kv.get("a").unwrap();
-        kv.get_many(&["a".into(), "b".into(), "c".into()]).unwrap();
-        assert_eq!(kv.compare_and_swap("a", Some(b"1"), b"2").unwrap(), None);
+        let (_dir, kv) = crate::kv::scratch();
+        let kv = Counted::new(kv, stats.clone());
+        block_on(kv.set("a", b"1")).unwrap();
+        block_on(kv.get("a")).unwrap();
+        block_on(kv.get_many(&["a".into(), "b".into(), "c".into()])).unwrap();
+        assert_eq!(
+            block_on(kv.compare_and_swap("a", Some(b"1"), b"2")).unwrap(),
+            None
+        );
         assert!(
-            kv.compare_and_swap("a", Some(b"1"), b"3")
+            block_on(kv.compare_and_swap("a", Some(b"1"), b"3"))
                 .unwrap()
                 .is_some()
         );
-        kv.increment("n", 1).unwrap();
+        block_on(kv.increment("n", 1)).unwrap();
         let all = Stats {
             kv: stats,
             components: BTreeMap::new(),
