@@ -2,9 +2,9 @@
 //!
 //! Spin offers no change notification, so stream hubs poll. Polling every agent's heads costs reads
 //! in proportion to the streams a hub holds, on every tick anything changed anywhere. Instead every
-//! writer *publishes* the agent it changed: it takes a number from the global
-//! [`EPOCH`](keys::EPOCH) counter and writes `"<number> <agent>"` into slot `number % RING` of a
-//! fixed ring of keys. A [`Feed`] reads the counter once per tick; when it moved it reads exactly the
+//! writer *publishes* the agents it changed: it takes a number from the global
+//! [`EPOCH`](keys::EPOCH) counter and writes `"<number> <agent> [<agent> …]"` into slot
+//! `number % RING` of a fixed ring of keys (agent ids have no spaces). A [`Feed`] reads the counter once per tick; when it moved it reads exactly the
 //! new slots and learns which agents changed. An idle system costs one read per tick per hub, a busy
 //! one a few reads per change.
 //!
@@ -34,14 +34,20 @@ pub async fn position<S: Store>(store: &S) -> StoreResult<i64> {
     Ok(decode_counter(store.get(keys::EPOCH).await?.as_deref()))
 }
 
-/// Announces that `agent`'s log or index changed. Call after the change is written.
-pub async fn publish<S: Store>(store: &S, agent: &str) -> StoreResult<()> {
+/// Announces that these agents' logs or indexes changed, in one entry. Call after the changes
+/// are written.
+pub async fn publish<S: Store>(store: &S, agents: &[&str]) -> StoreResult<()> {
+    if agents.is_empty() {
+        return Ok(());
+    }
     let n = store.increment(keys::EPOCH, 1).await?;
+    let mut entry = n.to_string();
+    for a in agents {
+        entry.push(' ');
+        entry.push_str(a);
+    }
     store
-        .set(
-            &keys::change_slot(n % RING),
-            format!("{n} {agent}").as_bytes(),
-        )
+        .set(&keys::change_slot(n % RING), entry.as_bytes())
         .await
 }
 
@@ -111,13 +117,14 @@ impl Feed {
         let mut everything = false;
         for (n, value) in numbers.into_iter().zip(values) {
             let parsed = value.as_deref().and_then(|v| {
-                let (num, agent) = std::str::from_utf8(v).ok()?.split_once(' ')?;
-                Some((num.parse::<i64>().ok()?, agent.to_string()))
+                let mut words = std::str::from_utf8(v).ok()?.split(' ');
+                let m = words.next()?.parse::<i64>().ok()?;
+                Some((m, words.map(str::to_string).collect::<Vec<_>>()))
             });
             match parsed {
-                Some((m, agent)) if m == n => {
+                Some((m, named)) if m == n => {
                     self.gaps.remove(&n);
-                    agents.insert(agent);
+                    agents.extend(named);
                 }
                 Some((m, _)) if m > n => {
                     // Overwritten by a later lap of the ring.
@@ -157,14 +164,18 @@ mod tests {
     fn a_reader_learns_exactly_which_agents_changed() {
         block_on(async {
             let store = MemoryStore::new();
-            publish(&store, "old").await.unwrap();
+            publish(&store, &["old"]).await.unwrap();
             let mut feed = Feed::start(&store).await.unwrap();
             let t = Timestamp(1000);
             assert_eq!(feed.poll(&store, t).await.unwrap(), Poll::Quiet);
-            publish(&store, "a").await.unwrap();
-            publish(&store, "b").await.unwrap();
-            publish(&store, "a").await.unwrap();
-            assert_eq!(feed.poll(&store, t).await.unwrap(), agents(&["a", "b"]));
+            publish(&store, &["a"]).await.unwrap();
+            publish(&store, &["b", "c"]).await.unwrap();
+            publish(&store, &["a"]).await.unwrap();
+            publish(&store, &[]).await.unwrap();
+            assert_eq!(
+                feed.poll(&store, t).await.unwrap(),
+                agents(&["a", "b", "c"])
+            );
             assert_eq!(feed.poll(&store, t).await.unwrap(), Poll::Quiet);
         });
     }
@@ -176,7 +187,7 @@ mod tests {
             let mut feed = Feed::start(&store).await.unwrap();
             // A publisher takes number 1 and has not written its slot yet; another publishes 2.
             store.increment(keys::EPOCH, 1).await.unwrap();
-            publish(&store, "b").await.unwrap();
+            publish(&store, &["b"]).await.unwrap();
             let t0 = Timestamp(10_000);
             assert_eq!(feed.poll(&store, t0).await.unwrap(), agents(&["b"]));
             // The late slot arrives: it is picked up.
@@ -210,14 +221,14 @@ mod tests {
             let store = MemoryStore::new();
             let mut feed = Feed::start(&store).await.unwrap();
             for _ in 0..RING / 2 + 1 {
-                publish(&store, "a").await.unwrap();
+                publish(&store, &["a"]).await.unwrap();
             }
             let t = Timestamp(0);
             assert_eq!(feed.poll(&store, t).await.unwrap(), Poll::Everything);
             assert_eq!(feed.poll(&store, t).await.unwrap(), Poll::Quiet);
             // A slot overwritten by a later lap (its number is newer than expected) says the same.
             let mut feed = Feed::start(&store).await.unwrap();
-            publish(&store, "a").await.unwrap();
+            publish(&store, &["a"]).await.unwrap();
             let n = decode_counter(store.get(keys::EPOCH).await.unwrap().as_deref());
             store
                 .set(

@@ -2,7 +2,8 @@
 //!
 //! Appending takes a sequence number with the store's atomic increment (so concurrent writers never
 //! share one), writes the event under it only if that slot is still empty (compare-and-swap), then
-//! publishes the agent on the [change feed](crate::changes), so pollers know where to look. A
+//! publishes the agent on the [change feed](crate::changes), so pollers know where to look (a
+//! transition that appends to both parties' logs publishes both at once, after the second). A
 //! [`Reader`] delivers strictly in sequence: it reads up to the head and stops at the first slot
 //! whose event is not written yet (its writer is between the two steps), so nothing is skipped and
 //! nothing is delivered twice; a cursor is the last sequence read.
@@ -53,7 +54,7 @@ pub const HOLE_GRACE_MS: u64 = 2000;
 
 const VOID: &[u8] = br#"{"void":true}"#;
 
-/// Appends an event to `agent`'s log and returns its sequence number.
+/// Appends an event to `agent`'s log, publishes the change, and returns its sequence number.
 pub async fn append<S: Store>(
     store: &S,
     agent: &str,
@@ -64,42 +65,74 @@ pub async fn append<S: Store>(
     loop {
         let sequence = store.increment(&keys::log_head(agent), 1).await?;
         if write(store, agent, sequence, kind, at, elicitation).await? {
+            changes::publish(store, &[agent]).await?;
             return Ok(sequence);
         }
         // A reader gave this slot up for lost: take the next one.
     }
 }
 
-/// Appends the `kind` event of `elicitation` to `agent`'s log unless it is there already, and
-/// returns its sequence number. Doing it again (a retried answer after a crash cut the first one
-/// short between its record and its events) adds no duplicate and fills in what is missing. The
-/// number taken for it is kept under [`keys::event_marker`].
+/// What the caller of [`append_once`] knows about the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// The caller has just made the transition the event reports (its compare-and-swap won), so
+    /// the event's once-marker is almost surely absent and is not read first. Should a twin have
+    /// taken it after all, the marker's compare-and-swap settles it as below.
+    First,
+    /// A re-drive (a retried request, a replay, a reader at a deadline): the event may be there.
+    Again,
+}
+
+/// The outcome of [`append_once`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The event's sequence number.
+    pub sequence: i64,
+    /// Whether this call wrote it (else it was there already).
+    pub written: bool,
+}
+
+/// Appends the `kind` event of `elicitation` to `agent`'s log unless it is there already. Doing it
+/// again (a retried answer after a crash cut the first one short between its record and its
+/// events) adds no duplicate and fills in what is missing. The number taken for it is kept under
+/// [`keys::event_marker`].
+///
+/// It does not publish the change: the caller publishes every agent whose log it wrote, at once
+/// ([`changes::publish`]), after its last append.
 pub async fn append_once<S: Store>(
     store: &S,
     agent: &str,
     kind: EventKind,
     at: Timestamp,
     elicitation: &Elicitation,
-) -> StoreResult<i64> {
+    attempt: Attempt,
+) -> StoreResult<Appended> {
     let marker = keys::event_marker(agent, &elicitation.id, kind);
+    let appended = |sequence, written| Appended { sequence, written };
+    let mut read_marker = attempt == Attempt::Again;
     loop {
-        let taken = store.get(&marker).await?;
+        let taken = if read_marker {
+            store.get(&marker).await?
+        } else {
+            None
+        };
+        read_marker = true;
         if let Some(seq) = taken
             .as_deref()
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|v| v.parse::<i64>().ok())
         {
             if seq <= head(store, agent).await? - RETAINED {
-                return Ok(seq); // long since written and trimmed
+                return Ok(appended(seq, false)); // long since written and trimmed
             }
             match store.get(&keys::log_event(agent, seq)).await? {
-                Some(v) if v != VOID => return Ok(seq),
+                Some(v) if v != VOID => return Ok(appended(seq, false)),
                 // Sealed by a reader: the event never landed; it gets a new number below.
                 Some(_) => {}
                 // Taken by a writer that died before writing it: write it now.
                 None => {
                     if write(store, agent, seq, kind, at, elicitation).await? {
-                        return Ok(seq);
+                        return Ok(appended(seq, true));
                     }
                     continue;
                 }
@@ -112,21 +145,22 @@ pub async fn append_once<S: Store>(
             .await?
             != Swap::Done
         {
-            // A concurrent twin took the marker first. Our number will never hold an event: void
-            // it now, so readers pass it at once instead of waiting for it to be given up.
+            // A concurrent twin took the marker first (or, on a first attempt, it was there after
+            // all). Our number will never hold an event: void it now, so readers pass it at once
+            // instead of waiting for it to be given up.
             store
                 .compare_and_swap(&keys::log_event(agent, seq), None, VOID)
                 .await?;
             continue;
         }
         if write(store, agent, seq, kind, at, elicitation).await? {
-            return Ok(seq);
+            return Ok(appended(seq, true));
         }
     }
 }
 
-/// Writes the event under `sequence` if that slot is still empty, then publishes the change and
-/// trims the log; false if a reader had sealed the slot.
+/// Writes the event under `sequence` if that slot is still empty, then trims the log; false if a
+/// reader had sealed the slot.
 async fn write<S: Store>(
     store: &S,
     agent: &str,
@@ -149,7 +183,6 @@ async fn write<S: Store>(
     {
         return Ok(false);
     }
-    changes::publish(store, agent).await?;
     if sequence > RETAINED {
         store
             .delete(&keys::log_event(agent, sequence - RETAINED))
@@ -277,6 +310,7 @@ impl Reader {
 
 #[cfg(test)]
 mod tests {
+    use super::Attempt::{Again, First};
     use super::*;
     use crate::model::{Mode, Status};
     use crate::store::MemoryStore;
@@ -404,22 +438,27 @@ mod tests {
         block_on(async {
             let store = MemoryStore::new();
             let e = sample();
-            let first = append_once(&store, "b", EventKind::Answered, Timestamp(0), &e)
+            let first = append_once(&store, "b", EventKind::Answered, Timestamp(0), &e, First)
                 .await
                 .unwrap();
-            let again = append_once(&store, "b", EventKind::Answered, Timestamp(5), &e)
+            let again = append_once(&store, "b", EventKind::Answered, Timestamp(5), &e, Again)
                 .await
                 .unwrap();
-            assert_eq!((first, again, head(&store, "b").await.unwrap()), (1, 1, 1));
+            assert_eq!((first.sequence, first.written), (1, true));
+            assert_eq!((again.sequence, again.written), (1, false));
+            assert_eq!(head(&store, "b").await.unwrap(), 1);
             // A writer that took number 2 for the expiry and died before writing it.
             let marker = keys::event_marker("b", &e.id, EventKind::Expired);
             store.increment(&keys::log_head("b"), 1).await.unwrap();
             store.set(&marker, b"2").await.unwrap();
             assert_eq!(
-                append_once(&store, "b", EventKind::Expired, Timestamp(0), &e)
+                append_once(&store, "b", EventKind::Expired, Timestamp(0), &e, Again)
                     .await
                     .unwrap(),
-                2
+                Appended {
+                    sequence: 2,
+                    written: true
+                }
             );
             // Or a reader sealed its slot meanwhile: a new number.
             let marker = keys::event_marker("b", &e.id, EventKind::Withdrawn);
@@ -430,9 +469,10 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(
-                append_once(&store, "b", EventKind::Withdrawn, Timestamp(0), &e)
+                append_once(&store, "b", EventKind::Withdrawn, Timestamp(0), &e, Again)
                     .await
-                    .unwrap(),
+                    .unwrap()
+                    .sequence,
                 4
             );
             let mut r = Reader::new("b", 0);
@@ -503,9 +543,10 @@ mod tests {
             };
             // We take number 1, the twin takes 2 and the marker; we void 1, then find the
             // twin's number unwritten and write the event there ourselves.
-            let seq = append_once(&store, "b", EventKind::Answered, Timestamp(0), &e)
+            let seq = append_once(&store, "b", EventKind::Answered, Timestamp(0), &e, Again)
                 .await
-                .unwrap();
+                .unwrap()
+                .sequence;
             assert_eq!(seq, 2);
             assert_eq!(
                 store
@@ -519,6 +560,34 @@ mod tests {
             let mut r = Reader::new("b", 0);
             let got = r.next(&store, Timestamp(0), 10).await.unwrap();
             assert_eq!(got.len(), 1);
+            assert_eq!((r.cursor(), r.has_hole()), (2, false));
+        });
+    }
+
+    #[test]
+    fn a_first_attempt_that_finds_the_event_there_adds_nothing() {
+        block_on(async {
+            let store = MemoryStore::new();
+            let e = sample();
+            let first = append_once(&store, "b", EventKind::Answered, Timestamp(0), &e, First)
+                .await
+                .unwrap();
+            // A second "first" attempt (a twin that believed it made the transition) skips the
+            // marker read, loses the marker's compare-and-swap, voids its number and finds the event.
+            let twin = append_once(&store, "b", EventKind::Answered, Timestamp(0), &e, First)
+                .await
+                .unwrap();
+            assert_eq!((first.sequence, twin.sequence, twin.written), (1, 1, false));
+            assert_eq!(
+                store
+                    .get(&keys::log_event("b", 2))
+                    .await
+                    .unwrap()
+                    .as_deref(),
+                Some(VOID)
+            );
+            let mut r = Reader::new("b", 0);
+            assert_eq!(r.next(&store, Timestamp(0), 10).await.unwrap().len(), 1);
             assert_eq!((r.cursor(), r.has_hole()), (2, false));
         });
     }

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::changes;
 use crate::error::Error;
 use crate::keys::{self, Role};
-use crate::log;
+use crate::log::{self, Attempt};
 use crate::model::{Action, Answer, AuditEntry, Elicitation, EventKind, Mode, Record, Status};
 use crate::schema::{self, FieldError};
 use crate::store::{Store, Swap};
@@ -309,7 +309,18 @@ pub async fn create<S: Store>(
                 if let Some(existing) = load(store, &r.id).await? {
                     // The first attempt may have been cut short before its event was written.
                     let e = existing.record.elicitation;
-                    log::append_once(store, &e.to, EventKind::Created, e.created_at, &e).await?;
+                    let appended = log::append_once(
+                        store,
+                        &e.to,
+                        EventKind::Created,
+                        e.created_at,
+                        &e,
+                        Attempt::Again,
+                    )
+                    .await?;
+                    if appended.written {
+                        changes::publish(store, &parties(&e)).await?;
+                    }
                     return Ok(Created {
                         elicitation: e,
                         replayed: true,
@@ -393,12 +404,11 @@ pub async fn create<S: Store>(
         EventKind::Created,
         now,
         &elicitation,
+        Attempt::First,
     )
     .await?;
-    // The requester's log did not change, its outbox did: streams track the deadlines there.
-    if elicitation.from != elicitation.to {
-        changes::publish(store, &elicitation.from).await?;
-    }
+    // The addressee's log changed, and the requester's outbox: streams track the deadlines there.
+    changes::publish(store, &parties(&elicitation)).await?;
     Ok(Created {
         elicitation,
         replayed: false,
@@ -424,18 +434,35 @@ async fn swap<S: Store>(store: &S, loaded: &Loaded, next: &Record) -> Result<boo
         == Swap::Done)
 }
 
-/// Appends the event of a transition to both parties' logs, once: announcing it again (after a
-/// crash cut the first attempt short) only adds what is missing.
+/// The agents an elicitation concerns: its addressee and, if another, its requester.
+fn parties(e: &Elicitation) -> Vec<&str> {
+    let mut agents = vec![e.to.as_str()];
+    if e.from != e.to {
+        agents.push(e.from.as_str());
+    }
+    agents
+}
+
+/// Appends the event of a transition to both parties' logs, once, then publishes both in one
+/// change: announcing it again (after a crash cut the first attempt short) only adds what is
+/// missing.
 async fn announce<S: Store>(
     store: &S,
     kind: EventKind,
     at: Timestamp,
     e: &Elicitation,
+    attempt: Attempt,
 ) -> Result<(), Error> {
-    log::append_once(store, &e.to, kind, at, e).await?;
-    if e.from != e.to {
-        log::append_once(store, &e.from, kind, at, e).await?;
+    let mut changed = Vec::new();
+    for agent in parties(e) {
+        if log::append_once(store, agent, kind, at, e, attempt)
+            .await?
+            .written
+        {
+            changed.push(agent);
+        }
     }
+    changes::publish(store, &changed).await?;
     Ok(())
 }
 
@@ -449,7 +476,14 @@ pub async fn announced<S: Store>(store: &S, e: &Elicitation) -> Result<(), Error
         Status::Withdrawn => EventKind::Withdrawn,
         Status::Expired => EventKind::Expired,
     };
-    announce(store, kind, e.responded_at.unwrap_or(e.created_at), e).await
+    announce(
+        store,
+        kind,
+        e.responded_at.unwrap_or(e.created_at),
+        e,
+        Attempt::Again,
+    )
+    .await
 }
 
 /// Loads `id` as seen by `actor` (a party to it), writing the expiry transition if it is due.
@@ -483,7 +517,14 @@ async fn load_for<S: Store>(
             action: None,
         });
         if swap(store, &loaded, &next).await? {
-            announce(store, EventKind::Expired, deadline, &next.elicitation).await?;
+            announce(
+                store,
+                EventKind::Expired,
+                deadline,
+                &next.elicitation,
+                Attempt::First,
+            )
+            .await?;
             return Ok(Loaded {
                 raw: serde_json::to_vec(&next).unwrap_or_default(),
                 record: next,
@@ -631,7 +672,14 @@ pub async fn respond<S: Store>(
         });
         next.elicitation.response = Some(answer);
         if swap(store, &loaded, &next).await? {
-            announce(store, EventKind::Answered, now, &next.elicitation).await?;
+            announce(
+                store,
+                EventKind::Answered,
+                now,
+                &next.elicitation,
+                Attempt::First,
+            )
+            .await?;
             return Ok(next.elicitation);
         }
     }
@@ -682,7 +730,14 @@ pub async fn withdraw<S: Store>(
             action: None,
         });
         if swap(store, &loaded, &next).await? {
-            announce(store, EventKind::Withdrawn, now, &next.elicitation).await?;
+            announce(
+                store,
+                EventKind::Withdrawn,
+                now,
+                &next.elicitation,
+                Attempt::First,
+            )
+            .await?;
             return Ok(next.elicitation);
         }
     }
