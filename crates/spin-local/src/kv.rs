@@ -453,12 +453,13 @@ fn open_sqlite(path: &Path) -> anyhow::Result<Arc<Writer>> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // Checkpoints (copying the write-ahead log into the database, with an fsync) happen on a
     // connection of their own, so the one that serves the components rarely stalls on them; it
-    // checkpoints itself only if the log still grows past 4000 pages (a write rate the background
-    // checkpoints cannot keep up with), so the log cannot grow without bound. Its page cache may
+    // checkpoints itself only if the log still grows past 16000 pages (64 MiB; a write rate the
+    // background checkpoints cannot keep up with), so the log cannot grow without bound. At 4000
+    // pages, saturation runs had it checkpointing inside its commits. Its page cache may
     // hold 64 MiB (SQLite's default is 2): elicitations touch keys all over the table, and with the
     // default under load most lookups went to the file.
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 4000;
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 16000;
          PRAGMA cache_size = -65536;",
     )?;
     conn.execute_batch(SCHEMA)?;
