@@ -421,6 +421,8 @@ async fn hub(opts: StreamOptions) {
     let mut pace = opts.pace;
     let heartbeat = opts.heartbeat_seconds * 1000;
     let mut opened: u64 = 0;
+    // Until when a tick with no change and no new stream has nothing to do (see `Quiet`).
+    let mut quiet = Quiet::Until(0);
     loop {
         // New streams join a bounded number per tick, so a reconnect wave does not hold up
         // delivery to the streams already open.
@@ -431,6 +433,7 @@ async fn hub(opts: StreamOptions) {
         });
         // The reads of a tick are issued together, not one after another: a busy host answers
         // them in one turn of the instance's event loop instead of one turn per read.
+        let joining = !jobs.is_empty();
         let starts = jobs.into_iter().map(|job| {
             opened += 1;
             // A low-discrepancy sequence: consecutive streams get well spread values.
@@ -451,6 +454,12 @@ async fn hub(opts: StreamOptions) {
                 Poll::Everything
             }
         };
+        // Nothing changed, no stream joined, and no heartbeat, stream end or deadline is due:
+        // the tick is over without a look at each stream.
+        if poll == Poll::Quiet && !joining && quiet.holds_at(now) {
+            pace.wait().await;
+            continue;
+        }
         // A writer that died before publishing its change left no trace in the feed, so each
         // stream also looks at its heads when its heartbeat is due.
         let mut look: BTreeSet<String> = streams
@@ -548,6 +557,37 @@ async fn hub(opts: StreamOptions) {
                 });
             }
         }
+        quiet = Quiet::after(&streams, heartbeat);
         pace.wait().await;
+    }
+}
+
+/// Whether the hub's next ticks may skip the streams while nothing changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quiet {
+    /// Until this time (ms): the earliest heartbeat, stream end or deadline of any stream.
+    Until(u64),
+    /// A stream has work left over (a log read to finish, a hole to wait at).
+    No,
+}
+
+impl Quiet {
+    /// The state the streams are left in after a tick.
+    fn after(streams: &[Live], heartbeat: u64) -> Self {
+        let mut until = u64::MAX;
+        for s in streams {
+            if s.dirty || s.reader.has_hole() {
+                return Self::No;
+            }
+            until = until.min(s.last_write.0 + heartbeat).min(s.end.0);
+            if let Some((deadline, _)) = s.deadlines.first() {
+                until = until.min(*deadline);
+            }
+        }
+        Self::Until(until)
+    }
+
+    fn holds_at(self, now: Timestamp) -> bool {
+        matches!(self, Self::Until(t) if now.0 < t)
     }
 }
