@@ -447,6 +447,7 @@ where
     };
     let items: Vec<Value> = events
         .iter()
+        .map(|l| &l.event)
         .map(|e| json!({ "sequence": e.sequence, "eventType": e.kind.as_str(), "data": { "at": e.at, "elicitation": e.elicitation } }))
         .collect();
     let body = match reset {

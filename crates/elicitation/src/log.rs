@@ -175,9 +175,9 @@ async fn write<S: Store>(
         at,
         elicitation: elicitation.clone(),
     };
-    let json = serde_json::to_vec(&event).unwrap_or_default();
+    let json = Logged::new(event).json;
     if store
-        .compare_and_swap(&keys::log_event(agent, sequence), None, &json)
+        .compare_and_swap(&keys::log_event(agent, sequence), None, json.as_bytes())
         .await?
         != Swap::Done
     {
@@ -196,6 +196,24 @@ pub async fn head<S: Store>(store: &S, agent: &str) -> StoreResult<i64> {
     Ok(decode_counter(
         store.get(&keys::log_head(agent)).await?.as_deref(),
     ))
+}
+
+/// An event as read from a log: parsed, and the JSON it is stored as, which is what a stream
+/// sends as its `data:` (so it is not serialized again).
+#[derive(Debug, Clone)]
+pub struct Logged {
+    /// The event.
+    pub event: Event,
+    /// Its stored JSON (one line).
+    pub json: String,
+}
+
+impl Logged {
+    /// `event` with its JSON, as [`append`] stores it.
+    pub fn new(event: Event) -> Self {
+        let json = serde_json::to_string(&event).unwrap_or_default();
+        Self { event, json }
+    }
 }
 
 /// Reads one agent's log in order from a cursor, across calls.
@@ -249,8 +267,20 @@ impl Reader {
         store: &S,
         now: Timestamp,
         limit: usize,
-    ) -> StoreResult<Vec<Event>> {
+    ) -> StoreResult<Vec<Logged>> {
         let head = head(store, &self.agent).await?;
+        self.next_upto(store, now, limit, head).await
+    }
+
+    /// As [`next`](Self::next), reading no further than `head`, the log's head as the caller has
+    /// just read it (a head read a moment ago is never ahead of the log, so nothing is skipped).
+    pub async fn next_upto<S: Store>(
+        &mut self,
+        store: &S,
+        now: Timestamp,
+        limit: usize,
+        head: i64,
+    ) -> StoreResult<Vec<Logged>> {
         if self.cursor < head - RETAINED {
             self.jump_to(head);
             return Ok(Vec::new());
@@ -271,7 +301,8 @@ impl Reader {
                 Some(v) if v == VOID => self.cursor = seq,
                 Some(v) => {
                     if let Ok(event) = serde_json::from_slice::<Event>(&v) {
-                        events.push(event);
+                        let json = String::from_utf8(v).unwrap_or_default();
+                        events.push(Logged { event, json });
                     }
                     self.cursor = seq;
                 }
@@ -363,7 +394,7 @@ mod tests {
                 .next(&store, Timestamp(t0.0 + HOLE_GRACE_MS), 10)
                 .await
                 .unwrap();
-            assert_eq!(later.iter().map(|e| e.sequence).collect::<Vec<_>>(), [3]);
+            assert_eq!(later.iter().map(|e| e.event.sequence).collect::<Vec<_>>(), [3]);
             // The late writer of slot 2 finds it sealed and takes number 4.
             let key = keys::log_event("b", 2);
             assert_eq!(
@@ -380,7 +411,7 @@ mod tests {
                 r.next(&store, Timestamp(t0.0 + HOLE_GRACE_MS), 10)
                     .await
                     .unwrap()[0]
-                    .sequence,
+                    .event.sequence,
                 4
             );
         });
@@ -425,7 +456,7 @@ mod tests {
                 .unwrap();
             let next = r.next(&store, Timestamp(0), 10).await.unwrap();
             assert_eq!(
-                next.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+                next.iter().map(|e| e.event.sequence).collect::<Vec<_>>(),
                 [RETAINED + 7]
             );
             // Nothing was sealed below the window.
@@ -481,7 +512,7 @@ mod tests {
                 .await
                 .unwrap()
                 .into_iter()
-                .map(|e| e.kind)
+                .map(|e| e.event.kind)
                 .collect();
             assert_eq!(
                 kinds,
@@ -577,6 +608,25 @@ mod tests {
                 .unwrap();
             assert_eq!((first.sequence, twin.sequence, twin.written), (1, 1, false));
             one_event_and_a_void_number(&store, 2).await;
+        });
+    }
+
+    #[test]
+    fn a_reader_given_the_head_reads_up_to_it_and_hands_out_the_stored_json() {
+        block_on(async {
+            let store = MemoryStore::new();
+            let e = sample();
+            for kind in [EventKind::Created, EventKind::Answered, EventKind::Expired] {
+                append(&store, "b", kind, Timestamp(0), &e).await.unwrap();
+            }
+            let mut r = Reader::new("b", 0);
+            let got = r.next_upto(&store, Timestamp(0), 10, 2).await.unwrap();
+            assert_eq!(got.iter().map(|l| l.event.sequence).collect::<Vec<_>>(), [1, 2]);
+            let stored = store.get(&keys::log_event("b", 2)).await.unwrap().unwrap();
+            assert_eq!(got[1].json.as_bytes(), stored.as_slice());
+            // The rest comes with the next read.
+            let rest = r.next(&store, Timestamp(0), 10).await.unwrap();
+            assert_eq!(rest.iter().map(|l| l.event.sequence).collect::<Vec<_>>(), [3]);
         });
     }
 

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::model::Event;
+use crate::log::Logged;
 
 /// The stream's opening: a `retry:` hint and a priming frame that carries the cursor the stream
 /// continues from (as its `id`, so `Last-Event-ID` is set even before the first event).
@@ -14,12 +14,13 @@ pub fn opening(retry_ms: u64, cursor: i64) -> String {
 }
 
 /// One event frame: `id` is the per-agent sequence, `event` the kind, `data` the event JSON.
-pub fn event(e: &Event) -> String {
-    let data = serde_json::to_string(e).unwrap_or_default();
+pub fn event(logged: &Logged) -> String {
+    let e = &logged.event;
     format!(
-        "id: {}\nevent: {}\ndata: {data}\n\n",
+        "id: {}\nevent: {}\ndata: {}\n\n",
         e.sequence,
-        e.kind.as_str()
+        e.kind.as_str(),
+        logged.json
     )
 }
 
@@ -41,7 +42,7 @@ pub fn closing(retry_ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Elicitation, EventKind, Mode, Status};
+    use crate::model::{Elicitation, Event, EventKind, Mode, Status};
     use crate::time::Timestamp;
 
     #[test]
@@ -70,7 +71,7 @@ mod tests {
                 context: None,
             },
         };
-        let f = event(&e);
+        let f = event(&Logged::new(e));
         assert!(f.starts_with("id: 9\nevent: elicitation.answered\ndata: {"));
         // Newlines inside the JSON are escaped, so the data is one line.
         assert_eq!(f.matches('\n').count(), 4, "{f}");

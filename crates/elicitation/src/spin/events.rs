@@ -199,6 +199,9 @@ struct Live {
     last_write: Timestamp,
     /// Read the log at the next tick regardless of the heads (new streams, after an expiry).
     dirty: bool,
+    /// The log head the hub read this tick, if it did: the read goes up to it without reading it
+    /// again.
+    known_head: Option<i64>,
     body: BodyWriter,
     /// Frames to write this tick.
     out: String,
@@ -240,6 +243,7 @@ impl Live {
             end,
             last_write,
             dirty: true,
+            known_head: None,
             body: job.body,
             out,
             finished: false,
@@ -272,15 +276,21 @@ impl Live {
     /// Reads and frames everything after the cursor.
     async fn deliver<S: Store>(&mut self, store: &S) {
         loop {
-            let Ok(batch) = self.reader.next(store, Timestamp::now(), BATCH).await else {
+            let now = Timestamp::now();
+            let read = match self.known_head.take() {
+                Some(head) => self.reader.next_upto(store, now, BATCH, head).await,
+                None => self.reader.next(store, now, BATCH).await,
+            };
+            let Ok(batch) = read else {
                 return;
             };
             if let Some((from, head)) = self.reader.take_reset() {
                 // The client fell a whole retained window behind: it must re-sync.
                 self.out.push_str(&sse::reset(from, head));
             }
-            for e in &batch {
-                self.out.push_str(&sse::event(e));
+            for logged in &batch {
+                self.out.push_str(&sse::event(logged));
+                let e = &logged.event;
                 let el = &e.elicitation;
                 if e.kind == EventKind::Created && el.status == Status::Pending {
                     self.deadlines.insert((el.expires_at.0, el.id.clone()));
@@ -395,6 +405,7 @@ async fn check_heads<S: Store>(store: &S, streams: &mut [Live], only: Option<&BT
         };
         if log_head > s.reader.cursor() {
             s.dirty = true;
+            s.known_head = Some(log_head);
         }
         if out_head > s.out_head {
             follows.push(s.follow_outbox(store, out_head));
