@@ -47,11 +47,7 @@ fn id_of(v: &Value) -> String {
 }
 
 fn ask(p: &Pair, extra: Value) -> String {
-    let mut body = json!({ "to": p.b, "message": "question" });
-    body.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().cloned().unwrap_or_default());
-    id_of(&p.c.create(&p.ta, &body))
+    p.c.ask(&p.ta, &p.b, extra)
 }
 
 /// Every event in `agent`'s log after `since`, read through the legacy route (no waiting).

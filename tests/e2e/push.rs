@@ -12,14 +12,6 @@ use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn ask(c: &Client, token: &str, to: &str, extra: Value) -> String {
-    let mut body = json!({ "to": to, "message": "question" });
-    body.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().cloned().unwrap_or_default());
-    c.create(token, &body)["id"].as_str().unwrap().to_string()
-}
-
 #[track_caller]
 fn expect_event(s: &Sse, kind: &str, id: &str) -> SseEvent {
     let e = s
@@ -42,7 +34,7 @@ fn both_parties_are_pushed_every_kind_of_event() {
     let sb = c.events(&b, &tb, None);
     assert_eq!((sa.expect_open(), sb.expect_open()), (0, 0));
 
-    let id = ask(&c, &ta, &b, json!({}));
+    let id = c.ask(&ta, &b, json!({}));
     let created = expect_event(&sb, "elicitation.created", &id);
     assert_eq!(created.seq(), 1);
     c.answer(&tb, &id, &json!({ "action": "decline" }))
@@ -53,7 +45,7 @@ fn both_parties_are_pushed_every_kind_of_event() {
     );
     assert_eq!(expect_event(&sa, "elicitation.answered", &id).seq(), 1);
 
-    let w = ask(&c, &ta, &b, json!({}));
+    let w = c.ask(&ta, &b, json!({}));
     expect_event(&sb, "elicitation.created", &w);
     c.post(
         &format!("/v1/elicitations/{w}/withdraw"),
@@ -65,7 +57,7 @@ fn both_parties_are_pushed_every_kind_of_event() {
     expect_event(&sa, "elicitation.withdrawn", &w);
 
     // Nobody touches this one: the open streams notice the deadline and push the expiry, once.
-    let x = ask(&c, &ta, &b, json!({ "ttlSeconds": 1 }));
+    let x = c.ask(&ta, &b, json!({ "ttlSeconds": 1 }));
     expect_event(&sb, "elicitation.created", &x);
     let before = Instant::now();
     expect_event(&sb, "elicitation.expired", &x);
@@ -96,14 +88,14 @@ fn streams_resume_by_last_event_id_and_by_after() {
     let c = shared().client();
     let (a, b) = (agent("req"), agent("resp"));
     let (ta, tb) = (c.token(&a), c.token(&b));
-    let ids: Vec<String> = (0..5).map(|_| ask(&c, &ta, &b, json!({}))).collect();
+    let ids: Vec<String> = (0..5).map(|_| c.ask(&ta, &b, json!({}))).collect();
     // Last-Event-ID: 2 → events 3, 4, 5, in order, then live.
     let s = c.events(&b, &tb, Some("2"));
     assert_eq!(s.expect_open(), 2);
     for (seq, id) in (3..=5).zip(&ids[2..]) {
         assert_eq!(expect_event(&s, "elicitation.created", id).seq(), seq);
     }
-    let live = ask(&c, &ta, &b, json!({}));
+    let live = c.ask(&ta, &b, json!({}));
     assert_eq!(expect_event(&s, "elicitation.created", &live).seq(), 6);
     // ?after= for clients that cannot set headers.
     let s = Sse::open(&c.base, &b, &tb, None, "?after=4");
@@ -120,7 +112,7 @@ fn a_cursor_outside_the_retained_history_gets_an_explicit_reset() {
     let c = shared().client();
     let (a, b) = (agent("req"), agent("resp"));
     let (ta, tb) = (c.token(&a), c.token(&b));
-    ask(&c, &ta, &b, json!({}));
+    c.ask(&ta, &b, json!({}));
     // A cursor ahead of the log (e.g. from a store that was recreated).
     let s = c.events(&b, &tb, Some("99"));
     assert_eq!(s.expect_open(), 1);
@@ -131,7 +123,7 @@ fn a_cursor_outside_the_retained_history_gets_an_explicit_reset() {
     let writers: Vec<_> = (0..8)
         .map(|_| {
             let (c, ta, b) = (c.clone(), ta.clone(), b.clone());
-            std::thread::spawn(move || (0..126).for_each(|_| drop(ask(&c, &ta, &b, json!({})))))
+            std::thread::spawn(move || (0..126).for_each(|_| drop(c.ask(&ta, &b, json!({})))))
         })
         .collect();
     writers.into_iter().for_each(|w| w.join().unwrap());
@@ -284,7 +276,7 @@ fn reconnecting_at_the_stream_seam_loses_and_repeats_nothing() {
                 let mut ids = Vec::new();
                 let until = Instant::now() + Duration::from_millis(3500);
                 while Instant::now() < until {
-                    ids.push(ask(&c, &t, &b, json!({})));
+                    ids.push(c.ask(&t, &b, json!({})));
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 ids
@@ -422,7 +414,7 @@ fn with_one_events_instance_every_stream_is_held_and_served_by_it() {
     );
     assert!(stats["components"]["events"]["requests"].as_u64() >= Some(24));
     for ((b, _), s) in peers.iter().zip(&streams) {
-        let id = ask(&c, &ta, b, json!({}));
+        let id = c.ask(&ta, b, json!({}));
         assert_eq!(expect_event(s, "elicitation.created", &id).seq(), 1);
     }
     let after = c.get("/.well-known/spin/stats", None).expect(200);
@@ -438,8 +430,8 @@ fn waiting_reads_in_one_instance_share_its_watcher_and_all_wake() {
     let c = host.client();
     let (a, b) = (agent("waiter"), agent("answerer"));
     let (ta, tb) = (c.token(&a), c.token(&b));
-    let ids: Vec<String> = (0..12).map(|_| ask(&c, &ta, &b, json!({}))).collect();
-    let expiring = ask(&c, &ta, &b, json!({ "ttlSeconds": 1 }));
+    let ids: Vec<String> = (0..12).map(|_| c.ask(&ta, &b, json!({}))).collect();
+    let expiring = c.ask(&ta, &b, json!({ "ttlSeconds": 1 }));
     let waits: Vec<_> = ids
         .iter()
         .chain([&expiring])

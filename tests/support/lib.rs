@@ -394,6 +394,20 @@ impl Client {
         self.post("/v1/elicitations", Some(token), body).expect(201)
     }
 
+    /// Asks `to` a plain question from the holder of `token`, with the fields of `extra` added to
+    /// the body (`json!({})` for none); returns the new elicitation's id.
+    #[track_caller]
+    pub fn ask(&self, token: &str, to: &str, extra: Value) -> String {
+        let mut body = json!({ "to": to, "message": "question" });
+        if let (Some(fields), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            fields.extend(extra);
+        }
+        self.create(token, &body)["id"]
+            .as_str()
+            .expect("id")
+            .to_string()
+    }
+
     /// Answers elicitation `id`.
     pub fn answer(&self, token: &str, id: &str, body: &Value) -> Resp {
         self.post(
