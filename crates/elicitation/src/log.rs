@@ -394,7 +394,10 @@ mod tests {
                 .next(&store, Timestamp(t0.0 + HOLE_GRACE_MS), 10)
                 .await
                 .unwrap();
-            assert_eq!(later.iter().map(|e| e.event.sequence).collect::<Vec<_>>(), [3]);
+            assert_eq!(
+                later.iter().map(|e| e.event.sequence).collect::<Vec<_>>(),
+                [3]
+            );
             // The late writer of slot 2 finds it sealed and takes number 4.
             let key = keys::log_event("b", 2);
             assert_eq!(
@@ -411,7 +414,8 @@ mod tests {
                 r.next(&store, Timestamp(t0.0 + HOLE_GRACE_MS), 10)
                     .await
                     .unwrap()[0]
-                    .event.sequence,
+                    .event
+                    .sequence,
                 4
             );
         });
@@ -621,12 +625,18 @@ mod tests {
             }
             let mut r = Reader::new("b", 0);
             let got = r.next_upto(&store, Timestamp(0), 10, 2).await.unwrap();
-            assert_eq!(got.iter().map(|l| l.event.sequence).collect::<Vec<_>>(), [1, 2]);
+            assert_eq!(
+                got.iter().map(|l| l.event.sequence).collect::<Vec<_>>(),
+                [1, 2]
+            );
             let stored = store.get(&keys::log_event("b", 2)).await.unwrap().unwrap();
             assert_eq!(got[1].json.as_bytes(), stored.as_slice());
             // The rest comes with the next read.
             let rest = r.next(&store, Timestamp(0), 10).await.unwrap();
-            assert_eq!(rest.iter().map(|l| l.event.sequence).collect::<Vec<_>>(), [3]);
+            assert_eq!(
+                rest.iter().map(|l| l.event.sequence).collect::<Vec<_>>(),
+                [3]
+            );
         });
     }
 
