@@ -4,9 +4,9 @@
 //! in proportion to the streams a hub holds, on every tick anything changed anywhere. Instead every
 //! writer *publishes* the agents it changed: it takes a number from the global
 //! [`EPOCH`](keys::EPOCH) counter and writes `"<number> <agent> [<agent> …]"` into slot
-//! `number % RING` of a fixed ring of keys (agent ids have no spaces). A [`Feed`] reads the counter once per tick; when it moved it reads exactly the
-//! new slots and learns which agents changed. An idle system costs one read per tick per hub, a busy
-//! one a few reads per change.
+//! `number % RING` of a fixed ring of keys (agent ids have no spaces). A [`Feed`] reads the counter
+//! once per tick; when it moved it reads exactly the new slots and learns which agents changed. An
+//! idle system costs one read per tick per hub, a busy one a few reads per change.
 //!
 //! The feed is a hint, never the record: the logs are. So whenever it cannot be sure it answers
 //! [`Poll::Everything`] and the caller checks every head it cares about:

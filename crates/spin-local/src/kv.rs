@@ -134,6 +134,14 @@ struct Queue {
     lingering: bool,
 }
 
+impl Queue {
+    /// The next group: the oldest calls, at most [`GROUP_MAX`].
+    fn take_group(&mut self) -> Vec<Box<dyn Job>> {
+        let n = self.jobs.len().min(GROUP_MAX);
+        self.jobs.drain(..n).collect()
+    }
+}
+
 /// The most calls one transaction runs.
 const GROUP_MAX: usize = 1024;
 
@@ -144,6 +152,12 @@ const LINGER: Duration = Duration::from_micros(500);
 const LEAD_FOR: Duration = Duration::from_millis(1);
 
 impl Writer {
+    /// Gives the queue (still busy) to the writer thread.
+    fn hand_over(&self, queue: &mut Queue) {
+        queue.handed_over = true;
+        self.wake.notify_one();
+    }
+
     fn submit(&self, job: Box<dyn Job>) {
         let mut queue = lock(&self.queue);
         if queue.busy {
@@ -162,8 +176,7 @@ impl Writer {
         impl Drop for HandOverOnPanic<'_> {
             fn drop(&mut self) {
                 if std::thread::panicking() {
-                    lock(&self.0.queue).handed_over = true;
-                    self.0.wake.notify_one();
+                    self.0.hand_over(&mut lock(&self.0.queue));
                 }
             }
         }
@@ -178,12 +191,10 @@ impl Writer {
                 return;
             }
             if Instant::now() >= until {
-                queue.handed_over = true;
-                self.wake.notify_one();
+                self.hand_over(&mut queue);
                 return;
             }
-            let n = queue.jobs.len().min(GROUP_MAX);
-            group = queue.jobs.drain(..n).collect();
+            group = queue.take_group();
         }
     }
 
@@ -208,8 +219,7 @@ impl Writer {
                     queue.handed_over = false;
                     return;
                 }
-                let n = queue.jobs.len().min(GROUP_MAX);
-                queue.jobs.drain(..n).collect()
+                queue.take_group()
             };
             self.run(group);
         }
@@ -750,8 +760,8 @@ mod tests {
         }
 
         fn release(&self) {
-            lock(&self.0.writer.queue).handed_over = true;
-            self.0.writer.wake.notify_one();
+            let writer = &self.0.writer;
+            writer.hand_over(&mut lock(&writer.queue));
         }
     }
 
