@@ -1,26 +1,35 @@
-//! The change feed: which agents' logs or indexes moved, so a poller reads only those.
+//! The change feed: which agents' logs moved (and to which number), so a poller reads only those.
 //!
-//! Spin offers no change notification, so stream hubs poll. Polling every agent's heads costs reads
-//! in proportion to the streams a hub holds, on every tick anything changed anywhere. Instead every
-//! writer *publishes* the agents it changed: it takes a number from the global
-//! [`EPOCH`](keys::EPOCH) counter and writes `"<number> <agent> [<agent> …]"` into slot
-//! `number % RING` of a fixed ring of keys (agent ids have no spaces). A [`Feed`] reads the counter
-//! once per tick; when it moved it reads exactly the new slots and learns which agents changed. An
-//! idle system costs one read per tick per hub, a busy one a few reads per change.
+//! Spin offers no change notification, so stream hubs poll. Polling every agent's log costs reads
+//! in proportion to the streams a hub holds, on every tick. Instead every writer *publishes* what
+//! it changed: it takes a number from the global [`EPOCH`](keys::EPOCH) counter and writes
+//! `"<number> <mention> …"` into slot `number % RING` of a fixed ring of keys. A mention is an
+//! agent whose log grew, with the number its new event has (`b:17`), or an agent that asked a new
+//! elicitation, with its id and deadline (`a@el_x@1795765107000`: its stream watches the deadline).
+//! Agent ids have no spaces, colons or `@`.
+//!
+//! A [`Feed`] never decodes the counter's bytes (Spin's backends encode counters differently): it
+//! reads the ring slots after the last number it has seen, each tick, until one is not written
+//! yet — one read per tick when nothing happens, a few per change when things do. Once a second
+//! it reads the counter itself (through `increment(epoch, 0)`) to learn of numbers it cannot see
+//! yet: a publisher that died between its two writes leaves a slot that never fills, and the
+//! numbers after it would otherwise stay unread.
 //!
 //! The feed is a hint, never the record: the logs are. So whenever it cannot be sure it answers
-//! [`Poll::Everything`] and the caller checks every head it cares about:
-//! - a slot still holding an older number is a publisher between its two writes; it is read again
-//!   on later ticks, and after [`GAP_GRACE_MS`] given up on (the publisher died);
-//! - a slot holding a newer number was overwritten: the reader fell a whole ring behind.
+//! [`Poll::Everything`] and the caller checks every log it cares about:
+//! - a number taken but not written is read again on later ticks, and after [`GAP_GRACE_MS`] given
+//!   up on (its publisher died);
+//! - a slot holding a newer number was overwritten: the reader fell a whole ring behind;
+//! - the counter went back (a store replaced, or Redis restarted without its last writes).
 //!
-//! A publisher that dies after its change but before publishing leaves nothing in the feed; readers
-//! catch up on that agent at their next periodic check (the stream heartbeat) or the next change.
+//! A publisher that dies after its change but before publishing leaves nothing in the feed;
+//! readers catch up on that agent at their next periodic check (the stream heartbeat) or the next
+//! change.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::keys;
-use crate::store::{Store, StoreResult, decode_counter};
+use crate::store::{Store, StoreResult, get_all};
 use crate::time::Timestamp;
 
 /// Slots in the ring. A reader more than half a ring behind reads everything instead.
@@ -29,26 +38,54 @@ pub const RING: i64 = 4096;
 /// How long a reader waits for a slot whose number was taken but not yet written.
 pub const GAP_GRACE_MS: u64 = 1000;
 
+/// How often a reader reads the counter itself.
+pub const COUNTER_EVERY_MS: u64 = 1000;
+
+/// The most slots one poll reads.
+const WINDOW_MAX: i64 = 256;
+
 /// The feed's position now: every change published so far has a number up to it.
 pub async fn position<S: Store>(store: &S) -> StoreResult<i64> {
-    Ok(decode_counter(store.get(keys::EPOCH).await?.as_deref()))
+    store.increment(keys::EPOCH, 0).await
 }
 
-/// Announces that these agents' logs or indexes changed, in one entry. Call after the changes
-/// are written.
-pub async fn publish<S: Store>(store: &S, agents: &[&str]) -> StoreResult<()> {
-    if agents.is_empty() {
+/// One agent in a published change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mention<'a> {
+    /// The agent's log grew to (at least) this number.
+    Log(&'a str, i64),
+    /// The agent asked elicitation `id`, which expires at `expires` (ms).
+    Asked(&'a str, &'a str, u64),
+}
+
+/// Announces these changes in one entry. Call after the changes are written.
+pub async fn publish<S: Store>(store: &S, mentions: &[Mention<'_>]) -> StoreResult<()> {
+    if mentions.is_empty() {
         return Ok(());
     }
     let n = store.increment(keys::EPOCH, 1).await?;
     let mut entry = n.to_string();
-    for a in agents {
+    for m in mentions {
         entry.push(' ');
-        entry.push_str(a);
+        match m {
+            Mention::Log(agent, seq) => entry.push_str(&format!("{agent}:{seq}")),
+            Mention::Asked(agent, id, expires) => {
+                entry.push_str(&format!("{agent}@{id}@{expires}"));
+            }
+        }
     }
     store
         .set(&keys::change_slot(n % RING), entry.as_bytes())
         .await
+}
+
+/// What one agent's changes were.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Change {
+    /// The highest log number published for it, if its log grew.
+    pub head: Option<i64>,
+    /// Elicitations it asked: (deadline in ms, id).
+    pub asked: BTreeSet<(u64, String)>,
 }
 
 /// What changed since the last poll.
@@ -57,9 +94,36 @@ pub enum Poll {
     /// Nothing was published.
     Quiet,
     /// These agents changed (and nothing else that the feed knows of).
-    Agents(BTreeSet<String>),
+    Agents(BTreeMap<String, Change>),
     /// The feed cannot tell: check every agent.
     Everything,
+}
+
+/// A slot as read: the number it holds and its mentions.
+fn parse(value: Option<&[u8]>) -> Option<(i64, &str)> {
+    let text = std::str::from_utf8(value?).ok()?;
+    let (n, rest) = text.split_once(' ').unwrap_or((text, ""));
+    Some((n.parse().ok()?, rest))
+}
+
+fn note(agents: &mut BTreeMap<String, Change>, mentions: &str) {
+    for word in mentions.split(' ').filter(|w| !w.is_empty()) {
+        if let Some((agent, seq)) = word.split_once(':') {
+            let c = agents.entry(agent.to_string()).or_default();
+            if let Ok(seq) = seq.parse::<i64>() {
+                c.head = Some(c.head.map_or(seq, |h| h.max(seq)));
+            }
+        } else if let Some((agent, rest)) = word.split_once('@') {
+            let c = agents.entry(agent.to_string()).or_default();
+            if let Some((id, expires)) = rest.split_once('@')
+                && let Ok(expires) = expires.parse::<u64>()
+            {
+                c.asked.insert((expires, id.to_string()));
+            }
+        } else {
+            agents.entry(word.to_string()).or_default();
+        }
+    }
 }
 
 /// One reader's position in the feed.
@@ -68,12 +132,18 @@ pub struct Feed {
     last: i64,
     /// Numbers taken but not yet readable, with when they were first missed.
     gaps: BTreeMap<i64, Timestamp>,
+    /// How many slots after `last` the next poll reads.
+    window: i64,
+    /// When the counter was last read.
+    counted: Timestamp,
 }
 
 impl Feed {
     /// A reader starting at the current end of the feed.
-    pub async fn start<S: Store>(store: &S) -> StoreResult<Self> {
-        Ok(Self::at(position(store).await?))
+    pub async fn start<S: Store>(store: &S, now: Timestamp) -> StoreResult<Self> {
+        let mut feed = Self::at(position(store).await?);
+        feed.counted = now;
+        Ok(feed)
     }
 
     /// A reader that reports the changes numbered after `position`.
@@ -81,6 +151,8 @@ impl Feed {
         Self {
             last: position,
             gaps: BTreeMap::new(),
+            window: 1,
+            counted: Timestamp(0),
         }
     }
 
@@ -91,55 +163,88 @@ impl Feed {
 
     /// Reads what was published since the last call.
     pub async fn poll<S: Store>(&mut self, store: &S, now: Timestamp) -> StoreResult<Poll> {
-        let end = decode_counter(store.get(keys::EPOCH).await?.as_deref());
-        if end == self.last && self.gaps.is_empty() {
-            return Ok(Poll::Quiet);
+        let mut everything = false;
+        if self.counted.millis_until(now) >= COUNTER_EVERY_MS {
+            self.counted = now;
+            let end = position(store).await?;
+            if end < self.last || end - self.last > RING / 2 {
+                // The counter went back, or we are too far behind to trust the ring.
+                self.last = end;
+                self.gaps.clear();
+                self.window = 1;
+                return Ok(Poll::Everything);
+            }
+            // Numbers we have not seen yet: read them now; any that stay unwritten are gaps.
+            for n in self.last + 1..=end {
+                self.gaps.entry(n).or_insert(now);
+            }
         }
-        if end < self.last || end - self.last > RING / 2 {
-            // The counter went back (a new store) or we are too far behind to trust the ring.
-            self.last = end;
-            self.gaps.clear();
-            return Ok(Poll::Everything);
-        }
+        let ahead: Vec<i64> = (self.last + 1..=self.last + self.window).collect();
         let numbers: Vec<i64> = self
             .gaps
             .keys()
             .copied()
-            .chain(self.last + 1..=end)
+            .filter(|n| *n <= self.last)
+            .chain(ahead.iter().copied())
+            .chain(
+                self.gaps
+                    .keys()
+                    .copied()
+                    .filter(|n| *n > self.last + self.window),
+            )
+            .collect::<BTreeSet<_>>()
+            .into_iter()
             .collect();
         let slots: Vec<String> = numbers
             .iter()
             .map(|n| keys::change_slot(n % RING))
             .collect();
-        let values = store.get_many(&slots).await?;
-        self.last = end;
-        let mut agents = BTreeSet::new();
-        let mut everything = false;
-        for (n, value) in numbers.into_iter().zip(values) {
-            let parsed = value.as_deref().and_then(|v| {
-                let mut words = std::str::from_utf8(v).ok()?.split(' ');
-                let m = words.next()?.parse::<i64>().ok()?;
-                Some((m, words.map(str::to_string).collect::<Vec<_>>()))
-            });
-            match parsed {
-                Some((m, named)) if m == n => {
-                    self.gaps.remove(&n);
-                    agents.extend(named);
+        let values = get_all(store, &slots).await?;
+        let mut agents = BTreeMap::new();
+        let mut ready = BTreeSet::new();
+        for (n, value) in numbers.iter().zip(&values) {
+            match parse(value.as_deref()) {
+                Some((m, mentions)) if m == *n => {
+                    ready.insert(*n);
+                    note(&mut agents, mentions);
                 }
-                Some((m, _)) if m > n => {
+                Some((m, _)) if m > *n => {
                     // Overwritten by a later lap of the ring.
-                    self.gaps.remove(&n);
+                    ready.insert(*n);
                     everything = true;
                 }
-                _ => {
-                    let since = *self.gaps.entry(n).or_insert(now);
-                    if since.millis_until(now) >= GAP_GRACE_MS {
-                        self.gaps.remove(&n);
-                        everything = true;
-                    }
+                _ => {}
+            }
+        }
+        // Numbers known to be taken (up to the highest one read, or counted) that are not written
+        // yet are gaps: read again until they are, or given up on.
+        let known = ready
+            .last()
+            .copied()
+            .into_iter()
+            .chain(self.gaps.keys().next_back().copied())
+            .max()
+            .unwrap_or(self.last);
+        let mut passed = ready.last().copied().unwrap_or(self.last);
+        for n in numbers.iter().filter(|n| **n <= known) {
+            if ready.contains(n) {
+                self.gaps.remove(n);
+            } else {
+                let since = *self.gaps.entry(*n).or_insert(now);
+                if since.millis_until(now) >= GAP_GRACE_MS {
+                    self.gaps.remove(n);
+                    passed = passed.max(*n);
+                    everything = true;
                 }
             }
         }
+        let all_ahead_ready = ahead.iter().all(|n| ready.contains(n));
+        self.window = if all_ahead_ready {
+            (self.window * 2).min(WINDOW_MAX)
+        } else {
+            1
+        };
+        self.last = self.last.max(passed);
         Ok(if everything {
             Poll::Everything
         } else if agents.is_empty() {
@@ -153,91 +258,133 @@ impl Feed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryStore;
+    use crate::store::{MemoryStore, SpinRedis, SpinSqlite};
     use futures::executor::block_on;
 
-    fn agents(names: &[&str]) -> Poll {
-        Poll::Agents(names.iter().map(|s| s.to_string()).collect())
+    fn names(poll: &Poll) -> Vec<String> {
+        match poll {
+            Poll::Agents(a) => a.keys().cloned().collect(),
+            other => panic!("{other:?}"),
+        }
     }
 
-    #[test]
-    fn a_reader_learns_exactly_which_agents_changed() {
-        block_on(async {
-            let store = MemoryStore::new();
-            publish(&store, &["old"]).await.unwrap();
-            let mut feed = Feed::start(&store).await.unwrap();
-            let t = Timestamp(1000);
-            assert_eq!(feed.poll(&store, t).await.unwrap(), Poll::Quiet);
-            publish(&store, &["a"]).await.unwrap();
-            publish(&store, &["b", "c"]).await.unwrap();
-            publish(&store, &["a"]).await.unwrap();
-            publish(&store, &[]).await.unwrap();
-            assert_eq!(
-                feed.poll(&store, t).await.unwrap(),
-                agents(&["a", "b", "c"])
-            );
-            assert_eq!(feed.poll(&store, t).await.unwrap(), Poll::Quiet);
-        });
-    }
-
-    #[test]
-    fn a_number_taken_but_not_written_is_waited_for_then_given_up() {
-        block_on(async {
-            let store = MemoryStore::new();
-            let mut feed = Feed::start(&store).await.unwrap();
-            // A publisher takes number 1 and has not written its slot yet; another publishes 2.
-            store.increment(keys::EPOCH, 1).await.unwrap();
-            publish(&store, &["b"]).await.unwrap();
-            let t0 = Timestamp(10_000);
-            assert_eq!(feed.poll(&store, t0).await.unwrap(), agents(&["b"]));
-            // The late slot arrives: it is picked up.
-            store.set(&keys::change_slot(1), b"1 a").await.unwrap();
-            assert_eq!(
-                feed.poll(&store, Timestamp(t0.0 + 10)).await.unwrap(),
-                agents(&["a"])
-            );
-            // A number whose slot never arrives: quiet within the grace, then "check everything".
-            store.increment(keys::EPOCH, 1).await.unwrap();
-            assert_eq!(feed.poll(&store, t0).await.unwrap(), Poll::Quiet);
-            assert_eq!(
-                feed.poll(&store, Timestamp(t0.0 + GAP_GRACE_MS - 1))
-                    .await
-                    .unwrap(),
-                Poll::Quiet
-            );
-            assert_eq!(
-                feed.poll(&store, Timestamp(t0.0 + GAP_GRACE_MS))
-                    .await
-                    .unwrap(),
-                Poll::Everything
-            );
-            assert_eq!(feed.poll(&store, t0).await.unwrap(), Poll::Quiet);
-        });
-    }
-
-    #[test]
-    fn a_reader_that_fell_behind_the_ring_checks_everything() {
-        block_on(async {
-            let store = MemoryStore::new();
-            let mut feed = Feed::start(&store).await.unwrap();
-            for _ in 0..RING / 2 + 1 {
-                publish(&store, &["a"]).await.unwrap();
+    async fn learns<S: Store>(store: &S) {
+        publish(store, &[Mention::Log("old", 1)]).await.unwrap();
+        let t = Timestamp(10_000);
+        let mut feed = Feed::start(store, t).await.unwrap();
+        assert_eq!(feed.poll(store, t).await.unwrap(), Poll::Quiet);
+        publish(store, &[Mention::Log("a", 3)]).await.unwrap();
+        publish(
+            store,
+            &[Mention::Log("b", 1), Mention::Asked("c", "el_x", 77)],
+        )
+        .await
+        .unwrap();
+        publish(store, &[Mention::Log("a", 4)]).await.unwrap();
+        publish(store, &[]).await.unwrap();
+        // The window grows as the slots keep being there.
+        let mut seen = BTreeMap::new();
+        for _ in 0..3 {
+            if let Poll::Agents(a) = feed.poll(store, t).await.unwrap() {
+                for (k, v) in a {
+                    let c: &mut Change = seen.entry(k).or_default();
+                    c.head = c.head.max(v.head);
+                    c.asked.extend(v.asked);
+                }
             }
-            let t = Timestamp(0);
-            assert_eq!(feed.poll(&store, t).await.unwrap(), Poll::Everything);
-            assert_eq!(feed.poll(&store, t).await.unwrap(), Poll::Quiet);
-            // A slot overwritten by a later lap (its number is newer than expected) says the same.
-            let mut feed = Feed::start(&store).await.unwrap();
-            publish(&store, &["a"]).await.unwrap();
-            let n = decode_counter(store.get(keys::EPOCH).await.unwrap().as_deref());
-            store
-                .set(
-                    &keys::change_slot(n % RING),
-                    format!("{} x", n + RING).as_bytes(),
-                )
-                .await
-                .unwrap();
-            assert_eq!(feed.poll(&store, t).await.unwrap(), Poll::Everything);
-        });
+        }
+        assert_eq!(seen["a"].head, Some(4));
+        assert_eq!(seen["b"].head, Some(1));
+        assert_eq!(seen["c"].asked, BTreeSet::from([(77, "el_x".to_string())]));
+        assert_eq!(feed.position(), 4);
+        assert_eq!(feed.poll(store, t).await.unwrap(), Poll::Quiet);
     }
+
+    async fn gaps<S: Store>(store: &S) {
+        let t0 = Timestamp(10_000);
+        let mut feed = Feed::start(store, t0).await.unwrap();
+        // A publisher takes number 1 and has not written its slot yet; another publishes 2.
+        store.increment(keys::EPOCH, 1).await.unwrap();
+        publish(store, &[Mention::Log("b", 1)]).await.unwrap();
+        // Slot 1 is not there, so the reader does not see 2 until it reads the counter.
+        assert_eq!(feed.poll(store, t0).await.unwrap(), Poll::Quiet);
+        let t1 = Timestamp(t0.0 + COUNTER_EVERY_MS);
+        assert_eq!(names(&feed.poll(store, t1).await.unwrap()), ["b"]);
+        // The late slot arrives: it is picked up.
+        store.set(&keys::change_slot(1), b"1 a:1").await.unwrap();
+        assert_eq!(names(&feed.poll(store, t1).await.unwrap()), ["a"]);
+        // A number whose slot never arrives: quiet within the grace, then "check everything".
+        store.increment(keys::EPOCH, 1).await.unwrap();
+        let t2 = Timestamp(t1.0 + COUNTER_EVERY_MS);
+        assert_eq!(feed.poll(store, t2).await.unwrap(), Poll::Quiet);
+        assert_eq!(
+            feed.poll(store, Timestamp(t2.0 + GAP_GRACE_MS - 1))
+                .await
+                .unwrap(),
+            Poll::Quiet
+        );
+        assert_eq!(
+            feed.poll(store, Timestamp(t2.0 + GAP_GRACE_MS))
+                .await
+                .unwrap(),
+            Poll::Everything
+        );
+        assert_eq!(
+            feed.poll(store, Timestamp(t2.0 + GAP_GRACE_MS))
+                .await
+                .unwrap(),
+            Poll::Quiet
+        );
+    }
+
+    async fn behind<S: Store>(store: &S) {
+        let t = Timestamp(0);
+        let mut feed = Feed::start(store, t).await.unwrap();
+        for _ in 0..RING / 2 + 1 {
+            publish(store, &[Mention::Log("a", 1)]).await.unwrap();
+        }
+        let later = Timestamp(COUNTER_EVERY_MS);
+        assert_eq!(feed.poll(store, later).await.unwrap(), Poll::Everything);
+        assert_eq!(feed.poll(store, later).await.unwrap(), Poll::Quiet);
+        // A slot overwritten by a later lap (its number is newer than expected) says the same.
+        let mut feed = Feed::start(store, t).await.unwrap();
+        publish(store, &[Mention::Log("a", 1)]).await.unwrap();
+        let n = position(store).await.unwrap();
+        store
+            .set(
+                &keys::change_slot(n % RING),
+                format!("{} x:1", n + RING).as_bytes(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(feed.poll(store, t).await.unwrap(), Poll::Everything);
+        // And a counter that went back (a store replaced) too.
+        let mut feed = Feed::at(n + 10);
+        assert_eq!(feed.poll(store, later).await.unwrap(), Poll::Everything);
+        assert_eq!(feed.position(), n);
+    }
+
+    macro_rules! every_backend {
+        ($name:ident, $body:ident) => {
+            #[test]
+            fn $name() {
+                block_on(async {
+                    $body(&MemoryStore::new()).await;
+                    let s = SpinSqlite::new();
+                    $body(&s).await;
+                    assert_eq!(s.violations(), []);
+                    let s = SpinRedis::new();
+                    $body(&s).await;
+                    assert_eq!(s.violations(), []);
+                });
+            }
+        };
+    }
+
+    every_backend!(a_reader_learns_exactly_which_agents_changed, learns);
+    every_backend!(
+        a_number_taken_but_not_written_is_waited_for_then_given_up,
+        gaps
+    );
+    every_backend!(a_reader_that_fell_behind_the_ring_checks_everything, behind);
 }

@@ -4,14 +4,16 @@
 //! | key | value |
 //! |---|---|
 //! | `el/<id>` | the [`Record`](crate::model::Record) of one elicitation (JSON) |
-//! | `log/<agent>/head` | the last sequence number handed out in the agent's event log (8-byte LE counter) |
-//! | `log/<agent>/<seq>` | one [`Event`](crate::model::Event) (JSON) |
+//! | `log/<agent>/head` | the last sequence number handed out in the agent's event log (a counter) |
+//! | `log/<agent>/<seq>` | one [`Event`](crate::model::Event) (JSON), or the void marker; written once its claim is decided |
+//! | `log/<agent>/<seq>/p` | the event its writer is about to commit at `seq` (JSON), written before the claim |
+//! | `log/<agent>/<seq>/c` | the slot's claim: a counter its writer increments to commit, or the seal (see [`log`](crate::log)) |
 //! | `ix/<agent>/<in\|out>/head` | the last position handed out in the agent's inbox / outbox index |
 //! | `ix/<agent>/<in\|out>/<n>` | the elicitation id at position `n` |
-//! | `idem/<agent>/<sha256(key)>` | an idempotency record (JSON) |
-//! | `once/<agent>/<id>/<kind>` | the sequence number taken for that event of that elicitation in the agent's log (decimal) |
-//! | `epoch` | the change feed's counter: every change to an agent's log or index takes a number from it |
-//! | `chg/<n % 4096>` | the change feed's ring: `"<n> <agent>"`, the agent whose change took number `n` |
+//! | `idem/<agent>/<sha256(key)>` | an `Idempotency-Key`'s claim: created as a counter, then swapped to an eight-digit nonce |
+//! | `idem/<agent>/<sha256(key)>/<nonce>` | the request that holds the claim with that nonce (JSON) |
+//! | `epoch` | the change feed's counter: every published change takes a number from it |
+//! | `chg/<n % 4096>` | the change feed's ring: `"<n> <mention> …"`, the agents whose change took number `n` |
 
 /// The record of elicitation `id`.
 pub fn record(id: &str) -> String {
@@ -26,6 +28,16 @@ pub fn log_head(agent: &str) -> String {
 /// Event `seq` of `agent`'s log.
 pub fn log_event(agent: &str, seq: i64) -> String {
     format!("log/{agent}/{seq}")
+}
+
+/// The pending copy of event `seq` of `agent`'s log.
+pub fn log_pending(agent: &str, seq: i64) -> String {
+    format!("log/{agent}/{seq}/p")
+}
+
+/// The claim counter of slot `seq` of `agent`'s log.
+pub fn log_claim(agent: &str, seq: i64) -> String {
+    format!("log/{agent}/{seq}/c")
 }
 
 /// Which index of an agent.
@@ -56,14 +68,14 @@ pub fn index_entry(agent: &str, role: Role, n: i64) -> String {
     format!("ix/{agent}/{}/{n}", role.segment())
 }
 
-/// The sequence number taken for the `kind` event of elicitation `id` in `agent`'s log.
-pub fn event_marker(agent: &str, id: &str, kind: crate::model::EventKind) -> String {
-    format!("once/{agent}/{id}/{}", kind.as_str())
-}
-
-/// An idempotency record (`key_hash` is the hex SHA-256 of the header value).
+/// The claim of an `Idempotency-Key` (`key_hash` is the hex SHA-256 of the header value).
 pub fn idempotency(agent: &str, key_hash: &str) -> String {
     format!("idem/{agent}/{key_hash}")
+}
+
+/// The request that holds an idempotency claim with `nonce`.
+pub fn idempotency_request(claim: &str, nonce: &str) -> String {
+    format!("{claim}/{nonce}")
 }
 
 /// The change feed's counter (see [`changes`](crate::changes)).

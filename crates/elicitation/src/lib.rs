@@ -23,6 +23,8 @@ pub mod log;
 pub mod model;
 pub mod schema;
 pub mod service;
+#[cfg(test)]
+mod sim;
 pub mod sse;
 pub mod store;
 pub mod time;

@@ -1,33 +1,71 @@
-//! Each agent's event log: a strictly increasing sequence 1, 2, 3, … of [`Event`]s.
+//! Each agent's event log: a strictly increasing sequence 1, 2, 3, … of [`Event`]s, delivered in
+//! order, each once, on every backend Spin ships (see [`store`](crate::store) for what they do).
 //!
-//! Appending takes a sequence number with the store's atomic increment (so concurrent writers never
-//! share one), writes the event under it only if that slot is still empty (compare-and-swap), then
-//! publishes the agent on the [change feed](crate::changes), so pollers know where to look (a
-//! transition that appends to both parties' logs publishes both at once, after the second). A
-//! [`Reader`] delivers strictly in sequence: it reads up to the head and stops at the first slot
-//! whose event is not written yet (its writer is between the two steps), so nothing is skipped and
-//! nothing is delivered twice; a cursor is the last sequence read.
+//! A writer takes a number `n` from the log's head counter ([`take`]), then [`commit`]s its event
+//! at `n` in three writes: the event as *pending* (`log/<agent>/<n>/p`), one increment of the
+//! slot's *claim* counter (`…/<n>/c`), and — if that increment returned a commit (1, or another
+//! small number: see below) — the event itself (`log/<agent>/<n>`). A reader reads slot bodies only;
+//! a body is written only after its claim is decided, so a body it finds is final.
 //!
-//! A writer that dies between the two steps (a killed host, a trap) would leave its slot empty for
-//! ever and stall every reader. So a reader that has seen the same empty slot for [`HOLE_GRACE_MS`]
-//! seals it with a void marker — again only if it is still empty — and moves on; a writer that finds
-//! its slot sealed takes a new number. Either the event or the marker lands, never both, so no
-//! committed event is skipped. Sequences stay strictly increasing; a sealed slot is a number no
-//! event has.
+//! A slot whose body is missing is a writer between its steps, or one that died. A reader waits
+//! at it (in order: nothing behind it is delivered first) for [`HOLE_GRACE_MS`], then [`resolve`]s
+//! it: it reads the claim through `increment(claim, 0)`. A commit (1 ..= [`COMMITTED_MAX`]) means
+//! the writer died after committing: the reader copies the pending event into the body. Zero
+//! means nobody committed: the reader *seals* the claim, swapping [`SEAL`] over the zero it read
+//! (it reads the value for the swap, then checks through `increment(claim, 0)` that it is still
+//! zero, so the swap is over a zero and atomic on both backends), and writes the void marker as the
+//! body. The seal and the commit are one atomic decision on one key: a writer that increments a
+//! sealed claim gets a number above [`COMMITTED_MAX`] and takes a new number; a sealer that finds
+//! a commit copies the event. So no committed event is skipped, and none is delivered twice.
 //!
-//! Each log keeps its newest [`RETAINED`] events: appending event `n` deletes event `n - RETAINED`.
-//! A reader whose cursor is older than that is told so ([`Resume::Reset`]) instead of skipping.
+//! Whoever else knows an event's content — a re-drive of a transition a crash cut short — may
+//! commit it at its number too (its increment gives 2, 3, …: still a commit, and the same event).
+//! A number its taker will never use (a transition that lost its race) is committed void.
+//!
+//! A reader that starts at the head (a stream with no cursor, or one reset to the head) looks at the
+//! [`FRESH_WINDOW`] slots below it first: those committed already are history, not delivered;
+//! those still open are waited for like any hole, so an event whose number was taken just before
+//! the reader started is not skipped.
+//!
+//! Each log keeps its newest [`RETAINED`] events (bodies and pending copies are deleted in batches;
+//! claims much later). A reader whose cursor is older than that is told so
+//! ([`Resume::Reset`]) instead of skipping.
+
+use std::collections::BTreeSet;
+
+use crate::keys;
+use crate::model::Event;
+use crate::store::{COMMITTED_MAX, SEAL, Store, StoreResult, get_all, swap};
+use crate::time::Timestamp;
 
 /// How many of its newest events an agent's log keeps.
 pub const RETAINED: i64 = 1000;
+
+/// How long a reader waits on an empty slot below the head before resolving it.
+pub const HOLE_GRACE_MS: u64 = 2000;
+
+/// How many slots below the head a reader starting at the head looks at.
+pub const FRESH_WINDOW: i64 = 32;
+
+/// Slots are trimmed this many at a time.
+const TRIM_EVERY: i64 = 32;
+
+/// Claims are kept this many times longer than events: a writer would have to stall that long for
+/// its number to be forgotten.
+const CLAIMS_RETAINED: i64 = 8 * RETAINED;
+
+/// The body of a slot that holds no event.
+pub const VOID: &[u8] = br#"{"void":true}"#;
 
 /// Where a reader with a given cursor starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resume {
     /// Deliver every event after this sequence.
     After(i64),
+    /// Only events from now on: start at the head (see [`Reader::fresh`]).
+    Head(i64),
     /// The cursor is older than the retained history (or newer than the log): the reader must
-    /// re-synchronise from the inbox list, then continue after `head`.
+    /// re-synchronise from the inbox list, then continue from the head.
     Reset {
         /// The log's head now.
         head: i64,
@@ -37,165 +75,111 @@ pub enum Resume {
 /// Decides how a reader with `cursor` (none = only new events) continues, given the log's `head`.
 pub fn resume(cursor: Option<i64>, head: i64) -> Resume {
     match cursor {
-        None => Resume::After(head),
+        None => Resume::Head(head),
         Some(c) if c < 0 || c > head || c < head - RETAINED => Resume::Reset { head },
         Some(c) => Resume::After(c),
     }
 }
 
-use crate::changes;
-use crate::keys;
-use crate::model::{Elicitation, Event, EventKind};
-use crate::store::{Store, StoreResult, Swap, decode_counter};
-use crate::time::Timestamp;
-
-/// How long a reader waits on an empty slot below the head before sealing it.
-pub const HOLE_GRACE_MS: u64 = 2000;
-
-const VOID: &[u8] = br#"{"void":true}"#;
-
-/// Appends an event to `agent`'s log, publishes the change, and returns its sequence number.
-pub async fn append<S: Store>(
-    store: &S,
-    agent: &str,
-    kind: EventKind,
-    at: Timestamp,
-    elicitation: &Elicitation,
-) -> StoreResult<i64> {
-    loop {
-        let sequence = store.increment(&keys::log_head(agent), 1).await?;
-        if write(store, agent, sequence, kind, at, elicitation).await? {
-            changes::publish(store, &[agent]).await?;
-            return Ok(sequence);
-        }
-        // A reader gave this slot up for lost: take the next one.
-    }
+/// Takes the next number of `agent`'s log.
+pub async fn take<S: Store>(store: &S, agent: &str) -> StoreResult<i64> {
+    store.increment(&keys::log_head(agent), 1).await
 }
 
-/// What the caller of [`append_once`] knows about the event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Attempt {
-    /// The caller has just made the transition the event reports (its compare-and-swap won), so
-    /// the event's once-marker is almost surely absent and is not read first. Should a twin have
-    /// taken it after all, the marker's compare-and-swap settles it as below.
-    First,
-    /// A re-drive (a retried request, a replay, a reader at a deadline): the event may be there.
-    Again,
-}
-
-/// The outcome of [`append_once`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Appended {
-    /// The event's sequence number.
-    pub sequence: i64,
-    /// Whether this call wrote it (else it was there already).
-    pub written: bool,
-}
-
-/// Appends the `kind` event of `elicitation` to `agent`'s log unless it is there already. Doing it
-/// again (a retried answer after a crash cut the first one short between its record and its
-/// events) adds no duplicate and fills in what is missing. The number taken for it is kept under
-/// [`keys::event_marker`].
-///
-/// It does not publish the change: the caller publishes every agent whose log it wrote, at once
-/// ([`changes::publish`]), after its last append.
-pub async fn append_once<S: Store>(
-    store: &S,
-    agent: &str,
-    kind: EventKind,
-    at: Timestamp,
-    elicitation: &Elicitation,
-    attempt: Attempt,
-) -> StoreResult<Appended> {
-    let marker = keys::event_marker(agent, &elicitation.id, kind);
-    let appended = |sequence, written| Appended { sequence, written };
-    let mut read_marker = attempt == Attempt::Again;
-    loop {
-        let taken = if read_marker {
-            store.get(&marker).await?
-        } else {
-            None
-        };
-        read_marker = true;
-        if let Some(seq) = taken
-            .as_deref()
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|v| v.parse::<i64>().ok())
-        {
-            if seq <= head(store, agent).await? - RETAINED {
-                return Ok(appended(seq, false)); // long since written and trimmed
-            }
-            match store.get(&keys::log_event(agent, seq)).await? {
-                Some(v) if v != VOID => return Ok(appended(seq, false)),
-                // Sealed by a reader: the event never landed; it gets a new number below.
-                Some(_) => {}
-                // Taken by a writer that died before writing it: write it now.
-                None => {
-                    if write(store, agent, seq, kind, at, elicitation).await? {
-                        return Ok(appended(seq, true));
-                    }
-                    continue;
-                }
-            }
-        }
-        let seq = store.increment(&keys::log_head(agent), 1).await?;
-        let mine = seq.to_string();
-        if store
-            .compare_and_swap(&marker, taken.as_deref(), mine.as_bytes())
-            .await?
-            != Swap::Done
-        {
-            // A concurrent twin took the marker first (or, on a first attempt, it was there after
-            // all). Our number will never hold an event: void it now, so readers pass it at once
-            // instead of waiting for it to be given up.
-            store
-                .compare_and_swap(&keys::log_event(agent, seq), None, VOID)
-                .await?;
-            continue;
-        }
-        if write(store, agent, seq, kind, at, elicitation).await? {
-            return Ok(appended(seq, true));
-        }
-    }
-}
-
-/// Writes the event under `sequence` if that slot is still empty, then trims the log; false if a
-/// reader had sealed the slot.
-async fn write<S: Store>(
-    store: &S,
-    agent: &str,
-    sequence: i64,
-    kind: EventKind,
-    at: Timestamp,
-    elicitation: &Elicitation,
-) -> StoreResult<bool> {
-    let event = Event {
-        sequence,
-        kind,
-        at,
-        elicitation: elicitation.clone(),
-    };
-    let json = Logged::new(event).json;
-    if store
-        .compare_and_swap(&keys::log_event(agent, sequence), None, json.as_bytes())
-        .await?
-        != Swap::Done
-    {
-        return Ok(false);
-    }
-    if sequence > RETAINED {
-        store
-            .delete(&keys::log_event(agent, sequence - RETAINED))
-            .await?;
-    }
-    Ok(true)
-}
-
-/// The last sequence number handed out for `agent` (0 for an empty log).
+/// The last number handed out in `agent`'s log (0 for an empty log), read through the counter.
 pub async fn head<S: Store>(store: &S, agent: &str) -> StoreResult<i64> {
-    Ok(decode_counter(
-        store.get(&keys::log_head(agent)).await?.as_deref(),
-    ))
+    store.increment(&keys::log_head(agent), 0).await
+}
+
+/// How a slot's claim was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decided {
+    /// An event (or, for a number given up by its taker, the void marker) is committed there.
+    Committed,
+    /// Sealed by a reader: no event will ever be there; its writer takes a new number.
+    Sealed,
+}
+
+fn decided(claim: i64) -> Option<Decided> {
+    match claim {
+        0 => None,
+        1..=COMMITTED_MAX => Some(Decided::Committed),
+        _ => Some(Decided::Sealed),
+    }
+}
+
+/// Commits `body` (an event's JSON with `sequence` = `n`, or [`VOID`]) at slot `n` of `agent`'s log.
+pub async fn commit<S: Store>(store: &S, agent: &str, n: i64, body: &[u8]) -> StoreResult<Decided> {
+    store.set(&keys::log_pending(agent, n), body).await?;
+    let claim = store.increment(&keys::log_claim(agent, n), 1).await?;
+    if decided(claim) != Some(Decided::Committed) {
+        return Ok(Decided::Sealed);
+    }
+    store.set(&keys::log_event(agent, n), body).await?;
+    trim(store, agent, n).await?;
+    Ok(Decided::Committed)
+}
+
+/// Gives up number `n` (its taker will not use it): committed void, so readers pass it at once.
+pub async fn void<S: Store>(store: &S, agent: &str, n: i64) -> StoreResult<()> {
+    commit(store, agent, n, VOID).await.map(drop)
+}
+
+/// After committing `n`: every [`TRIM_EVERY`]th number deletes the oldest slots in one batch.
+async fn trim<S: Store>(store: &S, agent: &str, n: i64) -> StoreResult<()> {
+    if n % TRIM_EVERY != 0 {
+        return Ok(());
+    }
+    let mut keys = Vec::new();
+    for s in (n - RETAINED - TRIM_EVERY + 1..=n - RETAINED).filter(|s| *s > 0) {
+        keys.push(keys::log_event(agent, s));
+        keys.push(keys::log_pending(agent, s));
+    }
+    for s in (n - CLAIMS_RETAINED - TRIM_EVERY + 1..=n - CLAIMS_RETAINED).filter(|s| *s > 0) {
+        keys.push(keys::log_claim(agent, s));
+    }
+    if keys.is_empty() {
+        return Ok(());
+    }
+    store.delete_many(&keys).await
+}
+
+/// Decides slot `n` now if nobody has: seals its claim unless it holds a commit (see the module
+/// documentation), and returns how it is decided.
+pub async fn resolve<S: Store>(store: &S, agent: &str, n: i64) -> StoreResult<Decided> {
+    let claim = keys::log_claim(agent, n);
+    loop {
+        // Creates the counter if it is missing, so the swap below is over a value that exists.
+        if let Some(d) = decided(store.increment(&claim, 0).await?) {
+            return Ok(d);
+        }
+        let (cas, seen) = store.cas_read(&claim).await?;
+        if seen.is_none() {
+            continue; // trimmed meanwhile: create it again
+        }
+        // The claim only ever moves away from zero: zero now means `seen` was zero too.
+        if let Some(d) = decided(store.increment(&claim, 0).await?) {
+            return Ok(d);
+        }
+        if swap(store, &claim, cas, SEAL).await? {
+            return Ok(Decided::Sealed);
+        }
+    }
+}
+
+/// Makes sure slot `n` holds `body` (the caller knows the event that belongs there): commits it
+/// unless the slot is decided already. `Sealed` means the event needs a new number.
+pub async fn ensure<S: Store>(
+    store: &S,
+    agent: &str,
+    n: i64,
+    body: &[u8],
+) -> StoreResult<(Decided, bool)> {
+    match store.get(&keys::log_event(agent, n)).await? {
+        Some(v) if v == VOID => Ok((Decided::Sealed, false)),
+        Some(_) => Ok((Decided::Committed, false)),
+        None => Ok((commit(store, agent, n, body).await?, true)),
+    }
 }
 
 /// An event as read from a log: parsed, and the JSON it is stored as, which is what a stream
@@ -209,7 +193,7 @@ pub struct Logged {
 }
 
 impl Logged {
-    /// `event` with its JSON, as [`append`] stores it.
+    /// `event` with its JSON, as it is stored.
     pub fn new(event: Event) -> Self {
         let json = serde_json::to_string(&event).unwrap_or_default();
         Self { event, json }
@@ -222,8 +206,11 @@ pub struct Reader {
     agent: String,
     cursor: i64,
     hole: Option<(i64, Timestamp)>,
-    /// Set when the reader fell behind the retained window: (its cursor then, the head it jumped to).
+    /// Set when the reader fell behind the retained window: (its cursor then, the cursor now).
     behind: Option<(i64, i64)>,
+    /// Slots above the cursor that held an event when the reader started at the head: history,
+    /// passed without being delivered.
+    history: BTreeSet<i64>,
 }
 
 impl Reader {
@@ -234,7 +221,42 @@ impl Reader {
             cursor,
             hole: None,
             behind: None,
+            history: BTreeSet::new(),
         }
+    }
+
+    /// A reader of only the events from now on, the log's head being `head`: it looks at the
+    /// [`FRESH_WINDOW`] slots up to the head, treats those that hold something as history, and
+    /// starts below the lowest that is still open, so an event being written is not skipped.
+    pub async fn fresh<S: Store>(store: &S, agent: &str, head: i64) -> StoreResult<Self> {
+        let mut r = Self::new(agent, head);
+        r.start_at(store, head).await?;
+        Ok(r)
+    }
+
+    async fn start_at<S: Store>(&mut self, store: &S, head: i64) -> StoreResult<()> {
+        let low = (head - FRESH_WINDOW).max(0);
+        let slots: Vec<i64> = (low + 1..=head).collect();
+        let keys: Vec<String> = slots
+            .iter()
+            .map(|s| keys::log_event(&self.agent, *s))
+            .collect();
+        let bodies = get_all(store, &keys).await?;
+        let open: Vec<i64> = slots
+            .iter()
+            .zip(&bodies)
+            .filter(|(_, b)| b.is_none())
+            .map(|(s, _)| *s)
+            .collect();
+        self.cursor = open.first().map_or(head, |s| s - 1);
+        self.history = slots
+            .iter()
+            .zip(&bodies)
+            .filter(|(s, b)| b.is_some() && **s > self.cursor)
+            .map(|(s, _)| *s)
+            .collect();
+        self.hole = None;
+        Ok(())
     }
 
     /// If the reader fell more than [`RETAINED`] events behind, the events in between are gone:
@@ -244,10 +266,10 @@ impl Reader {
         self.behind.take()
     }
 
-    fn jump_to(&mut self, head: i64) {
-        self.behind = Some((self.cursor, head));
-        self.cursor = head;
-        self.hole = None;
+    /// The slots it passes as history (tests).
+    #[cfg(test)]
+    pub(crate) fn history_for_tests(&self) -> BTreeSet<i64> {
+        self.history.clone()
     }
 
     /// Whether the reader is waiting at an empty slot below the head.
@@ -255,13 +277,13 @@ impl Reader {
         self.hole.is_some()
     }
 
-    /// The last sequence read (delivered or sealed).
+    /// The last sequence read (delivered, passed as history or void); a client resuming from it
+    /// misses nothing.
     pub fn cursor(&self) -> i64 {
         self.cursor
     }
 
-    /// The next events after the cursor, in order, at most `limit`; stops before a slot not yet
-    /// written, and seals one that stayed empty for [`HOLE_GRACE_MS`].
+    /// The next events after the cursor, in order, at most `limit`, reading the head first.
     pub async fn next<S: Store>(
         &mut self,
         store: &S,
@@ -272,8 +294,9 @@ impl Reader {
         self.next_upto(store, now, limit, head).await
     }
 
-    /// As [`next`](Self::next), reading no further than `head`, the log's head as the caller has
-    /// just read it (a head read a moment ago is never ahead of the log, so nothing is skipped).
+    /// As [`next`](Self::next), reading no further than `head`, a number the caller knows was
+    /// handed out (stops before a slot not yet written, and resolves one that stayed empty for
+    /// [`HOLE_GRACE_MS`]).
     pub async fn next_upto<S: Store>(
         &mut self,
         store: &S,
@@ -282,7 +305,9 @@ impl Reader {
         head: i64,
     ) -> StoreResult<Vec<Logged>> {
         if self.cursor < head - RETAINED {
-            self.jump_to(head);
+            let from = self.cursor;
+            self.start_at(store, head).await?;
+            self.behind = Some((from, self.cursor));
             return Ok(Vec::new());
         }
         let last = head.min(
@@ -293,63 +318,77 @@ impl Reader {
         if last <= self.cursor {
             return Ok(events);
         }
-        let keys: Vec<String> = (self.cursor + 1..=last)
-            .map(|s| keys::log_event(&self.agent, s))
+        let seqs: Vec<i64> = (self.cursor + 1..=last).collect();
+        let keys: Vec<String> = seqs
+            .iter()
+            .map(|s| keys::log_event(&self.agent, *s))
             .collect();
-        for (seq, value) in (self.cursor + 1..=last).zip(store.get_many(&keys).await?) {
-            match value {
-                Some(v) if v == VOID => self.cursor = seq,
-                Some(v) => {
-                    if let Ok(event) = serde_json::from_slice::<Event>(&v) {
-                        let json = String::from_utf8(v).unwrap_or_default();
-                        events.push(Logged { event, json });
-                    }
-                    self.cursor = seq;
-                }
-                None => {
-                    // Trimmed while we were reading (the log moved on by a whole window)?
-                    let now_head = self::head(store, &self.agent).await?;
-                    if seq <= now_head - RETAINED {
-                        self.jump_to(now_head);
-                        return Ok(Vec::new());
-                    }
-                    match self.hole {
-                        Some((s, since))
-                            if s == seq && since.millis_until(now) >= HOLE_GRACE_MS =>
-                        {
-                            let key = keys::log_event(&self.agent, seq);
-                            if store.compare_and_swap(&key, None, VOID).await? == Swap::Done {
-                                self.cursor = seq;
-                                self.hole = None;
-                                continue;
-                            }
-                            // The event arrived after all: read it next time.
-                        }
-                        Some((s, _)) if s == seq => {}
-                        _ => self.hole = Some((seq, now)),
-                    }
-                    break;
-                }
+        for (seq, value) in seqs.into_iter().zip(get_all(store, &keys).await?) {
+            let body = match value {
+                Some(v) => v,
+                None => match self.wait_or_resolve(store, seq, now).await? {
+                    Some(v) => v,
+                    None => break,
+                },
+            };
+            self.cursor = seq;
+            if body == VOID || self.history.remove(&seq) {
+                continue;
+            }
+            if let Ok(event) = serde_json::from_slice::<Event>(&body) {
+                let json = String::from_utf8(body).unwrap_or_default();
+                events.push(Logged { event, json });
             }
         }
         if self.hole.is_some_and(|(s, _)| s <= self.cursor) {
             self.hole = None;
         }
+        self.history.retain(|s| *s > self.cursor);
         Ok(events)
+    }
+
+    /// At an empty slot: waits (None) until it has been empty for the grace period, then decides
+    /// it and returns its body.
+    async fn wait_or_resolve<S: Store>(
+        &mut self,
+        store: &S,
+        seq: i64,
+        now: Timestamp,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        match self.hole {
+            Some((s, since)) if s == seq && since.millis_until(now) >= HOLE_GRACE_MS => {}
+            Some((s, _)) if s == seq => return Ok(None),
+            _ => {
+                self.hole = Some((seq, now));
+                return Ok(None);
+            }
+        }
+        let body = match resolve(store, &self.agent, seq).await? {
+            Decided::Sealed => VOID.to_vec(),
+            Decided::Committed => {
+                // The writer died between its commit and the body: the pending copy is the event.
+                match store.get(&keys::log_pending(&self.agent, seq)).await? {
+                    Some(p) => p,
+                    None => return Ok(None),
+                }
+            }
+        };
+        store.set(&keys::log_event(&self.agent, seq), &body).await?;
+        self.hole = None;
+        Ok(Some(body))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Attempt::{Again, First};
     use super::*;
-    use crate::model::{Mode, Status};
-    use crate::store::MemoryStore;
+    use crate::model::{Elicitation, EventKind, Mode, Status};
+    use crate::store::{MemoryStore, SpinRedis, SpinSqlite};
     use futures::executor::block_on;
 
-    fn sample() -> Elicitation {
-        Elicitation {
-            id: "el_1".into(),
+    fn event(seq: i64) -> Vec<u8> {
+        let e = Elicitation {
+            id: format!("el_{seq}"),
             from: "a".into(),
             to: "b".into(),
             mode: Mode::Form,
@@ -362,287 +401,223 @@ mod tests {
             responded_at: None,
             response: None,
             context: None,
-        }
+        };
+        Logged::new(Event {
+            sequence: seq,
+            kind: EventKind::Created,
+            at: Timestamp(0),
+            elicitation: e,
+        })
+        .json
+        .into_bytes()
     }
 
-    #[test]
-    fn a_reader_waits_at_a_hole_then_seals_it_and_the_late_writer_moves_on() {
-        block_on(async {
-            let store = MemoryStore::new();
-            let e = sample();
-            append(&store, "b", EventKind::Created, Timestamp(0), &e)
-                .await
-                .unwrap();
-            // A writer takes number 2 and stops before writing it.
-            store.increment(&keys::log_head("b"), 1).await.unwrap();
-            append(&store, "b", EventKind::Answered, Timestamp(0), &e)
-                .await
-                .unwrap();
-            let mut r = Reader::new("b", 0);
-            let t0 = Timestamp(10_000);
-            assert_eq!(r.next(&store, t0, 10).await.unwrap().len(), 1);
-            assert_eq!(r.cursor(), 1);
-            // Still inside the grace period: nothing past the hole.
-            assert!(
-                r.next(&store, Timestamp(t0.0 + 1000), 10)
-                    .await
-                    .unwrap()
-                    .is_empty()
-            );
-            // After it: the hole is sealed and event 3 arrives.
-            let later = r
-                .next(&store, Timestamp(t0.0 + HOLE_GRACE_MS), 10)
-                .await
-                .unwrap();
-            assert_eq!(
-                later.iter().map(|e| e.event.sequence).collect::<Vec<_>>(),
-                [3]
-            );
-            // The late writer of slot 2 finds it sealed and takes number 4.
-            let key = keys::log_event("b", 2);
-            assert_eq!(
-                store.compare_and_swap(&key, None, b"x").await.unwrap(),
-                Swap::Changed(Some(VOID.to_vec()))
-            );
-            assert_eq!(
-                append(&store, "b", EventKind::Expired, Timestamp(0), &e)
-                    .await
-                    .unwrap(),
-                4
-            );
-            assert_eq!(
-                r.next(&store, Timestamp(t0.0 + HOLE_GRACE_MS), 10)
-                    .await
-                    .unwrap()[0]
-                    .event
-                    .sequence,
-                4
-            );
-        });
-    }
-
-    #[test]
-    fn old_events_are_trimmed_to_the_retained_window() {
-        block_on(async {
-            let store = MemoryStore::new();
-            let e = sample();
-            for _ in 0..RETAINED + 3 {
-                append(&store, "b", EventKind::Created, Timestamp(0), &e)
-                    .await
-                    .unwrap();
+    async fn append<S: Store>(store: &S) -> i64 {
+        loop {
+            let n = take(store, "b").await.unwrap();
+            if commit(store, "b", n, &event(n)).await.unwrap() == Decided::Committed {
+                return n;
             }
-            assert!(store.get(&keys::log_event("b", 3)).await.unwrap().is_none());
-            assert!(store.get(&keys::log_event("b", 4)).await.unwrap().is_some());
-        });
+        }
     }
 
-    #[test]
-    fn a_reader_left_behind_the_retained_window_jumps_to_the_head_and_says_so() {
-        block_on(async {
-            let store = MemoryStore::new();
-            let e = sample();
-            let mut r = Reader::new("b", 0);
-            append(&store, "b", EventKind::Created, Timestamp(0), &e)
-                .await
-                .unwrap();
-            assert_eq!(r.next(&store, Timestamp(0), 10).await.unwrap().len(), 1);
-            assert_eq!(r.take_reset(), None);
-            for _ in 0..RETAINED + 5 {
-                append(&store, "b", EventKind::Created, Timestamp(0), &e)
-                    .await
-                    .unwrap();
+    fn seqs(events: &[Logged]) -> Vec<i64> {
+        events.iter().map(|l| l.event.sequence).collect()
+    }
+
+    /// A test run on the plain store and on both backend models, which must see no call either
+    /// backend would get wrong.
+    macro_rules! every_backend {
+        ($name:ident, $body:expr) => {
+            #[test]
+            fn $name() {
+                block_on(async {
+                    let s = MemoryStore::new();
+                    ($body)(&s).await;
+                    let s = SpinSqlite::new();
+                    ($body)(&s).await;
+                    assert_eq!(s.violations(), []);
+                    let s = SpinRedis::new();
+                    ($body)(&s).await;
+                    assert_eq!(s.violations(), []);
+                });
             }
-            assert!(r.next(&store, Timestamp(0), 10).await.unwrap().is_empty());
-            assert_eq!(r.take_reset(), Some((1, RETAINED + 6)));
-            assert_eq!(r.take_reset(), None);
-            append(&store, "b", EventKind::Answered, Timestamp(0), &e)
-                .await
-                .unwrap();
-            let next = r.next(&store, Timestamp(0), 10).await.unwrap();
-            assert_eq!(
-                next.iter().map(|e| e.event.sequence).collect::<Vec<_>>(),
-                [RETAINED + 7]
-            );
-            // Nothing was sealed below the window.
-            assert!(store.get(&keys::log_event("b", 2)).await.unwrap().is_none());
-        });
+        };
     }
 
-    #[test]
-    fn appending_once_twice_adds_nothing_and_fills_in_a_lost_write() {
-        block_on(async {
-            let store = MemoryStore::new();
-            let e = sample();
-            let first = append_once(&store, "b", EventKind::Answered, Timestamp(0), &e, First)
-                .await
-                .unwrap();
-            let again = append_once(&store, "b", EventKind::Answered, Timestamp(5), &e, Again)
-                .await
-                .unwrap();
-            assert_eq!((first.sequence, first.written), (1, true));
-            assert_eq!((again.sequence, again.written), (1, false));
-            assert_eq!(head(&store, "b").await.unwrap(), 1);
-            // A writer that took number 2 for the expiry and died before writing it.
-            let marker = keys::event_marker("b", &e.id, EventKind::Expired);
-            store.increment(&keys::log_head("b"), 1).await.unwrap();
-            store.set(&marker, b"2").await.unwrap();
-            assert_eq!(
-                append_once(&store, "b", EventKind::Expired, Timestamp(0), &e, Again)
-                    .await
-                    .unwrap(),
-                Appended {
-                    sequence: 2,
-                    written: true
-                }
-            );
-            // Or a reader sealed its slot meanwhile: a new number.
-            let marker = keys::event_marker("b", &e.id, EventKind::Withdrawn);
-            store.increment(&keys::log_head("b"), 1).await.unwrap();
-            store.set(&marker, b"3").await.unwrap();
-            store
-                .compare_and_swap(&keys::log_event("b", 3), None, VOID)
-                .await
-                .unwrap();
-            assert_eq!(
-                append_once(&store, "b", EventKind::Withdrawn, Timestamp(0), &e, Again)
-                    .await
-                    .unwrap()
-                    .sequence,
-                4
-            );
-            let mut r = Reader::new("b", 0);
-            let kinds: Vec<EventKind> = r
-                .next(&store, Timestamp(0), 10)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|e| e.event.kind)
-                .collect();
-            assert_eq!(
-                kinds,
-                [
-                    EventKind::Answered,
-                    EventKind::Expired,
-                    EventKind::Withdrawn
-                ]
-            );
-        });
-    }
-
-    /// A store in which a concurrent twin takes a marker just before our compare-and-swap on it.
-    struct Twin {
-        inner: MemoryStore,
-        marker: String,
-        raced: std::cell::Cell<bool>,
-    }
-
-    impl Store for Twin {
-        async fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
-            self.inner.get(key).await
-        }
-        async fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
-            self.inner.get_many(keys).await
-        }
-        async fn set(&self, key: &str, value: &[u8]) -> StoreResult<()> {
-            self.inner.set(key, value).await
-        }
-        async fn delete(&self, key: &str) -> StoreResult<()> {
-            self.inner.delete(key).await
-        }
-        async fn increment(&self, key: &str, delta: i64) -> StoreResult<i64> {
-            self.inner.increment(key, delta).await
-        }
-        async fn compare_and_swap(
-            &self,
-            key: &str,
-            expected: Option<&[u8]>,
-            new: &[u8],
-        ) -> StoreResult<Swap> {
-            if key == self.marker && !self.raced.replace(true) {
-                // The twin takes its own number and the marker, and has not written yet.
-                let n = self.inner.increment(&keys::log_head("b"), 1).await?;
-                self.inner.set(key, n.to_string().as_bytes()).await?;
-            }
-            self.inner.compare_and_swap(key, expected, new).await
-        }
-    }
-
-    #[test]
-    fn a_twin_that_loses_the_marker_voids_its_number_at_once() {
-        block_on(async {
-            let e = sample();
-            let store = Twin {
-                inner: MemoryStore::new(),
-                marker: keys::event_marker("b", &e.id, EventKind::Answered),
-                raced: std::cell::Cell::new(false),
-            };
-            // We take number 1, the twin takes 2 and the marker; we void 1, then find the
-            // twin's number unwritten and write the event there ourselves.
-            let seq = append_once(&store, "b", EventKind::Answered, Timestamp(0), &e, Again)
-                .await
-                .unwrap()
-                .sequence;
-            assert_eq!(seq, 2);
-            one_event_and_a_void_number(&store, 1).await;
-        });
-    }
-
-    /// Number `void` of b's log holds the void marker, and a reader gets the one event of the two
-    /// numbers and passes the void one without waiting at it.
-    async fn one_event_and_a_void_number<S: Store>(store: &S, void: i64) {
-        let slot = store.get(&keys::log_event("b", void)).await.unwrap();
-        assert_eq!(slot.as_deref(), Some(VOID));
+    async fn hole_then_sealed<S: Store>(store: &S) {
+        assert_eq!(append(store).await, 1);
+        // A writer takes number 2 and stops before committing it; another commits 3.
+        assert_eq!(take(store, "b").await.unwrap(), 2);
+        assert_eq!(append(store).await, 3);
         let mut r = Reader::new("b", 0);
-        assert_eq!(r.next(store, Timestamp(0), 10).await.unwrap().len(), 1);
-        assert_eq!((r.cursor(), r.has_hole()), (2, false));
-    }
-
-    #[test]
-    fn a_first_attempt_that_finds_the_event_there_adds_nothing() {
-        block_on(async {
-            let store = MemoryStore::new();
-            let e = sample();
-            let first = append_once(&store, "b", EventKind::Answered, Timestamp(0), &e, First)
+        let t0 = Timestamp(10_000);
+        assert_eq!(seqs(&r.next(store, t0, 10).await.unwrap()), [1]);
+        assert!(
+            r.next(store, Timestamp(t0.0 + 1000), 10)
                 .await
-                .unwrap();
-            // A second "first" attempt (a twin that believed it made the transition) skips the
-            // marker read, loses the marker's compare-and-swap, voids its number and finds the event.
-            let twin = append_once(&store, "b", EventKind::Answered, Timestamp(0), &e, First)
-                .await
-                .unwrap();
-            assert_eq!((first.sequence, twin.sequence, twin.written), (1, 1, false));
-            one_event_and_a_void_number(&store, 2).await;
-        });
+                .unwrap()
+                .is_empty()
+        );
+        assert!(r.has_hole());
+        // After the grace the reader seals 2 and reads on.
+        let later = Timestamp(t0.0 + HOLE_GRACE_MS);
+        assert_eq!(seqs(&r.next(store, later, 10).await.unwrap()), [3]);
+        // The late writer finds its slot sealed and takes number 4.
+        assert_eq!(
+            commit(store, "b", 2, &event(2)).await.unwrap(),
+            Decided::Sealed
+        );
+        assert_eq!(append(store).await, 4);
+        assert_eq!(seqs(&r.next(store, later, 10).await.unwrap()), [4]);
+        // A reader from the start sees the same: 2 is void.
+        let mut again = Reader::new("b", 0);
+        assert_eq!(
+            seqs(&again.next(store, later, 10).await.unwrap()),
+            [1, 3, 4]
+        );
     }
+    every_backend!(a_reader_waits_at_a_hole_then_seals_it, hole_then_sealed);
 
-    #[test]
-    fn a_reader_given_the_head_reads_up_to_it_and_hands_out_the_stored_json() {
-        block_on(async {
-            let store = MemoryStore::new();
-            let e = sample();
-            for kind in [EventKind::Created, EventKind::Answered, EventKind::Expired] {
-                append(&store, "b", kind, Timestamp(0), &e).await.unwrap();
-            }
-            let mut r = Reader::new("b", 0);
-            let got = r.next_upto(&store, Timestamp(0), 10, 2).await.unwrap();
-            assert_eq!(
-                got.iter().map(|l| l.event.sequence).collect::<Vec<_>>(),
-                [1, 2]
-            );
-            let stored = store.get(&keys::log_event("b", 2)).await.unwrap().unwrap();
-            assert_eq!(got[1].json.as_bytes(), stored.as_slice());
-            // The rest comes with the next read.
-            let rest = r.next(&store, Timestamp(0), 10).await.unwrap();
-            assert_eq!(
-                rest.iter().map(|l| l.event.sequence).collect::<Vec<_>>(),
-                [3]
-            );
-        });
+    async fn committed_then_died<S: Store>(store: &S) {
+        // A writer commits number 1 and dies before writing the body.
+        let n = take(store, "b").await.unwrap();
+        store
+            .set(&keys::log_pending("b", n), &event(n))
+            .await
+            .unwrap();
+        store.increment(&keys::log_claim("b", n), 1).await.unwrap();
+        let mut r = Reader::new("b", 0);
+        let t0 = Timestamp(5_000);
+        assert!(r.next(store, t0, 10).await.unwrap().is_empty());
+        let got = r
+            .next(store, Timestamp(t0.0 + HOLE_GRACE_MS), 10)
+            .await
+            .unwrap();
+        assert_eq!(seqs(&got), [1]);
+        assert_eq!(got[0].json.as_bytes(), event(1).as_slice());
+        // The body is in place for everyone else now.
+        assert_eq!(
+            store.get(&keys::log_event("b", 1)).await.unwrap(),
+            Some(event(1))
+        );
     }
+    every_backend!(
+        a_writer_that_died_after_its_commit_is_completed_from_its_pending_copy,
+        committed_then_died
+    );
+
+    async fn seal_race<S: Store>(store: &S) {
+        // Two sealers and the writer, in every order of their steps' outcomes: one decision.
+        let n = take(store, "b").await.unwrap();
+        assert_eq!(resolve(store, "b", n).await.unwrap(), Decided::Sealed);
+        assert_eq!(resolve(store, "b", n).await.unwrap(), Decided::Sealed);
+        assert_eq!(
+            commit(store, "b", n, &event(n)).await.unwrap(),
+            Decided::Sealed
+        );
+        assert_eq!(resolve(store, "b", n).await.unwrap(), Decided::Sealed);
+        let m = take(store, "b").await.unwrap();
+        assert_eq!(
+            commit(store, "b", m, &event(m)).await.unwrap(),
+            Decided::Committed
+        );
+        assert_eq!(resolve(store, "b", m).await.unwrap(), Decided::Committed);
+        // A second committer of the same event (a re-drive) still counts as a commit.
+        assert_eq!(
+            ensure(store, "b", m, &event(m)).await.unwrap(),
+            (Decided::Committed, false)
+        );
+        let k = take(store, "b").await.unwrap();
+        assert_eq!(
+            ensure(store, "b", k, &event(k)).await.unwrap(),
+            (Decided::Committed, true)
+        );
+        assert_eq!(
+            commit(store, "b", k, &event(k)).await.unwrap(),
+            Decided::Committed
+        );
+    }
+    every_backend!(a_claim_is_decided_once, seal_race);
+
+    async fn fresh_start<S: Store>(store: &S) {
+        for _ in 0..3 {
+            append(store).await;
+        }
+        // Number 4 is taken, not yet written; 5 is committed.
+        let four = take(store, "b").await.unwrap();
+        assert_eq!(append(store).await, 5);
+        let mut r = Reader::fresh(store, "b", 5).await.unwrap();
+        assert_eq!(r.cursor(), 3, "starts below the open slot");
+        assert!(r.next(store, Timestamp(0), 10).await.unwrap().is_empty());
+        commit(store, "b", four, &event(four)).await.unwrap();
+        // 4 arrives; 5 was history when the reader started.
+        assert_eq!(seqs(&r.next(store, Timestamp(1), 10).await.unwrap()), [4]);
+        assert_eq!(r.cursor(), 5);
+        assert_eq!(append(store).await, 6);
+        assert_eq!(seqs(&r.next(store, Timestamp(2), 10).await.unwrap()), [6]);
+        // With nothing open, a fresh reader starts at the head.
+        assert_eq!(Reader::fresh(store, "b", 6).await.unwrap().cursor(), 6);
+    }
+    every_backend!(
+        a_reader_started_at_the_head_still_gets_an_event_being_written,
+        fresh_start
+    );
+
+    async fn trimmed<S: Store>(store: &S) {
+        for _ in 0..RETAINED + TRIM_EVERY {
+            append(store).await;
+        }
+        assert!(store.get(&keys::log_event("b", 1)).await.unwrap().is_none());
+        assert!(
+            store
+                .get(&keys::log_pending("b", 1))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .get(&keys::log_event("b", TRIM_EVERY + 1))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        // A reader left behind the window jumps to the head and says so.
+        let mut r = Reader::new("b", 1);
+        assert!(r.next(store, Timestamp(0), 10).await.unwrap().is_empty());
+        let head = RETAINED + TRIM_EVERY;
+        assert_eq!(r.take_reset(), Some((1, head)));
+        assert_eq!(r.take_reset(), None);
+        let n = append(store).await;
+        assert_eq!(seqs(&r.next(store, Timestamp(0), 10).await.unwrap()), [n]);
+    }
+    every_backend!(old_events_are_trimmed_and_a_reader_behind_is_reset, trimmed);
+
+    async fn upto<S: Store>(store: &S) {
+        for _ in 0..3 {
+            append(store).await;
+        }
+        let mut r = Reader::new("b", 0);
+        let got = r.next_upto(store, Timestamp(0), 10, 2).await.unwrap();
+        assert_eq!(seqs(&got), [1, 2]);
+        assert_eq!(got[1].json.as_bytes(), event(2).as_slice());
+        assert_eq!(seqs(&r.next(store, Timestamp(0), 10).await.unwrap()), [3]);
+        void(store, "b", take(store, "b").await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(append(store).await, 5);
+        assert_eq!(seqs(&r.next(store, Timestamp(0), 10).await.unwrap()), [5]);
+        assert!(!r.has_hole());
+    }
+    every_backend!(
+        a_reader_reads_up_to_a_given_head_and_passes_void_numbers,
+        upto
+    );
 
     #[test]
     fn resume_decisions() {
-        assert_eq!(resume(None, 7), Resume::After(7));
+        assert_eq!(resume(None, 7), Resume::Head(7));
         assert_eq!(resume(Some(3), 7), Resume::After(3));
         assert_eq!(resume(Some(7), 7), Resume::After(7));
         assert_eq!(resume(Some(8), 7), Resume::Reset { head: 7 });

@@ -204,6 +204,32 @@ pub struct Record {
     pub elicitation: Elicitation,
     /// Every state change, oldest first.
     pub history: Vec<AuditEntry>,
+    /// Where its events and index entries are.
+    #[serde(default)]
+    pub slots: Slots,
+}
+
+/// Where an elicitation's events and index entries are: the record says which numbers its events
+/// have, so whoever finds a transition cut short can finish it without adding a duplicate.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Slots {
+    /// The created event's number in the addressee's log.
+    pub created: i64,
+    /// The position in the addressee's inbox index.
+    pub inbox: i64,
+    /// The position in the requester's outbox index.
+    pub outbox: i64,
+    /// The final transition's event number in the addressee's log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<i64>,
+    /// The final transition's event number in the requester's log (when it is another agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<i64>,
+    /// The addressee's number the transition's writer took first: unique to that writer, so it
+    /// tells a writer whether its swap won (a later re-drive may move `to`, never this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<i64>,
 }
 
 /// One event in an agent's log.

@@ -1,21 +1,30 @@
 //! The elicitation operations: create, read, answer, withdraw, list, history.
 //!
-//! Every state change is one compare-and-swap on the elicitation's record, so under any number of
-//! concurrent callers exactly one transition wins; the winner then appends the events. Expiry needs no
-//! sweeper: whoever first observes a pending elicitation past its deadline writes the transition
-//! (with the deadline as its time), and every read already shows `expired` from the deadline on.
+//! Every state change is one compare-and-swap on the elicitation's record (over the record as it
+//! was read: records are created with a plain write under a fresh id, never by a swap), so under
+//! any number of concurrent callers exactly one transition wins. A transition's writer takes the
+//! numbers of its events in both parties' logs *before* its swap and the record it swaps in names
+//! them, so the record alone says where its events are: the winner commits them, a loser gives its
+//! numbers up, and whoever later finds a transition cut short (a retried answer, a repeated
+//! withdrawal, an `Idempotency-Key` replay, a stream at a deadline) completes exactly those
+//! events — or, if a reader sealed one because its writer was too slow, moves it to a new number
+//! with one more swap of the record. Expiry needs no sweeper: whoever first observes a pending
+//! elicitation past its deadline writes the transition (with the deadline as its time), and every
+//! read already shows `expired` from the deadline on.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::changes;
+use crate::changes::{self, Mention};
 use crate::error::Error;
 use crate::keys::{self, Role};
-use crate::log::{self, Attempt};
-use crate::model::{Action, Answer, AuditEntry, Elicitation, EventKind, Mode, Record, Status};
+use crate::log::{self, Decided, Logged};
+use crate::model::{
+    Action, Answer, AuditEntry, Elicitation, Event, EventKind, Mode, Record, Slots, Status,
+};
 use crate::schema::{self, FieldError};
-use crate::store::{Store, Swap};
+use crate::store::{Store, Swapped, get_all, swap};
 use crate::time::Timestamp;
 use crate::token::is_valid_agent_id;
 
@@ -31,12 +40,6 @@ pub const MAX_CONTEXT_CHARS: usize = 256;
 pub const IDEMPOTENCY_WINDOW_SECONDS: u64 = 86_400;
 /// Longest `Idempotency-Key`.
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
-
-/// A stored record together with the exact bytes it was read from (the compare-and-swap witness).
-struct Loaded {
-    raw: Vec<u8>,
-    record: Record,
-}
 
 fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Error> {
     let value: Value = serde_json::from_slice(body)
@@ -240,13 +243,6 @@ fn parse_create(body: &[u8]) -> Result<Draft, Error> {
     })
 }
 
-#[derive(Serialize, Deserialize)]
-struct IdempotencyRecord {
-    request_hash: String,
-    id: String,
-    at: Timestamp,
-}
-
 fn hex_sha256(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
@@ -265,7 +261,9 @@ pub struct Created {
 
 /// Creates an elicitation from `actor` as described by `body`.
 ///
-/// `new_id` is used unless an `Idempotency-Key` seen before names an existing one.
+/// `new_id` is used unless an `Idempotency-Key` seen before names an existing one. The record is
+/// written under its fresh id before anything else refers to it; a key's claim then names it, so
+/// a twin request that finds the claim finds the record too.
 pub async fn create<S: Store>(
     store: &S,
     actor: &str,
@@ -275,78 +273,37 @@ pub async fn create<S: Store>(
     new_id: String,
 ) -> Result<Created, Error> {
     let draft = parse_create(body)?;
-    let mut id = new_id;
-    let mut idem_key = None;
-    if let Some(key) = idempotency_key {
-        if key.is_empty()
-            || key.chars().count() > MAX_IDEMPOTENCY_KEY_CHARS
-            || key.chars().any(|c| c.is_control())
-        {
-            return Err(Error::BadRequest(format!(
-                "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable characters"
-            )));
-        }
-        // Same body = same JSON value (key order and white space do not matter).
-        let canonical = serde_json::from_slice::<Value>(body)
-            .map(|v| v.to_string())
-            .unwrap_or_default();
-        let request_hash = hex_sha256(canonical.as_bytes());
-        let k = keys::idempotency(actor, &hex_sha256(key.as_bytes()));
-        loop {
-            let current = store.get(&k).await?;
-            let live = current
-                .as_deref()
-                .and_then(|raw| serde_json::from_slice::<IdempotencyRecord>(raw).ok())
-                .filter(|r| r.at.plus_secs(IDEMPOTENCY_WINDOW_SECONDS) > now);
-            if let Some(r) = live {
-                if r.request_hash != request_hash {
-                    return Err(Error::Invalid {
-                        detail: "this Idempotency-Key was already used with a different body"
-                            .into(),
-                        errors: vec![field("", "Idempotency-Key reused with a different body")],
-                    });
-                }
-                if let Some(existing) = load(store, &r.id).await? {
-                    // The first attempt may have been cut short before its event was written.
-                    let e = existing.record.elicitation;
-                    let appended = log::append_once(
-                        store,
-                        &e.to,
-                        EventKind::Created,
-                        e.created_at,
-                        &e,
-                        Attempt::Again,
-                    )
-                    .await?;
-                    if appended.written {
-                        changes::publish(store, &parties(&e)).await?;
-                    }
-                    return Ok(Created {
-                        elicitation: e,
-                        replayed: true,
-                    });
-                }
-                // The first attempt stopped before writing the record: finish it under the same id.
-                id = r.id;
-                break;
-            }
-            let rec = IdempotencyRecord {
-                request_hash: request_hash.clone(),
-                id: id.clone(),
-                at: now,
-            };
-            let json = serde_json::to_vec(&rec).unwrap_or_default();
-            if store
-                .compare_and_swap(&k, current.as_deref(), &json)
-                .await?
-                == Swap::Done
+    let claim = match idempotency_key {
+        None => None,
+        Some(key) => {
+            if key.is_empty()
+                || key.chars().count() > MAX_IDEMPOTENCY_KEY_CHARS
+                || key.chars().any(|c| c.is_control())
             {
-                break;
+                return Err(Error::BadRequest(format!(
+                    "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable characters"
+                )));
             }
+            // Same body = same JSON value (key order and white space do not matter).
+            let canonical = serde_json::from_slice::<Value>(body)
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            let k = keys::idempotency(actor, &hex_sha256(key.as_bytes()));
+            let request_hash = hex_sha256(canonical.as_bytes());
+            if let Some(held) = idempotency::live(store, &k, now).await? {
+                return replay(store, &held, &request_hash).await;
+            }
+            Some((k, request_hash))
         }
-        idem_key = Some(k);
-    }
-
+    };
+    let id = new_id;
+    let to = draft.to.clone();
+    let (created, inbox, outbox) = futures::future::join3(
+        log::take(store, &to),
+        store.increment(&keys::index_head(&to, Role::Inbox), 1),
+        store.increment(&keys::index_head(actor, Role::Outbox), 1),
+    )
+    .await;
     let elicitation = Elicitation {
         id: id.clone(),
         from: actor.to_string(),
@@ -370,120 +327,471 @@ pub async fn create<S: Store>(
             actor: Some(actor.to_string()),
             action: None,
         }],
+        slots: Slots {
+            created: created?,
+            inbox: inbox?,
+            outbox: outbox?,
+            ..Slots::default()
+        },
     };
     let json = serde_json::to_vec(&record).unwrap_or_default();
-    if let Swap::Changed(Some(raw)) = store
-        .compare_and_swap(&keys::record(&id), None, &json)
-        .await?
-    {
-        // Only a concurrent twin with the same Idempotency-Key can get here first.
-        if idem_key.is_some()
-            && let Ok(existing) = serde_json::from_slice::<Record>(&raw)
-        {
-            return Ok(Created {
-                elicitation: existing.elicitation,
-                replayed: true,
-            });
+    // A fresh id: nobody else writes this key before it is announced.
+    store.set(&keys::record(&id), &json).await?;
+    if let Some((k, request_hash)) = claim {
+        let mine = idempotency::Request {
+            request_hash,
+            id: id.clone(),
+            at: now,
+        };
+        if let idempotency::Claim::Held(held) = idempotency::claim(store, &k, &mine, now).await? {
+            // A twin with the same key got there first; ours was never announced.
+            store.delete_many(&[keys::record(&id)]).await?;
+            log::void(store, &to, record.slots.created).await?;
+            return replay(store, &held, &mine.request_hash).await;
         }
-        return Err(Error::Storage(format!(
-            "elicitation id {id} already exists"
-        )));
     }
-    for (agent, role) in [
-        (&elicitation.to, Role::Inbox),
-        (&elicitation.from, Role::Outbox),
-    ] {
-        let n = store.increment(&keys::index_head(agent, role), 1).await?;
-        store
-            .set(&keys::index_entry(agent, role, n), id.as_bytes())
-            .await?;
-    }
-    log::append_once(
-        store,
-        &elicitation.to,
-        EventKind::Created,
-        now,
-        &elicitation,
-        Attempt::First,
-    )
-    .await?;
-    // The addressee's log changed, and the requester's outbox: streams track the deadlines there.
-    changes::publish(store, &parties(&elicitation)).await?;
+    index(store, &record).await?;
+    settle(store, &record, Events::Created, Attempt::First).await?;
     Ok(Created {
         elicitation,
         replayed: false,
     })
 }
 
-async fn load<S: Store>(store: &S, id: &str) -> Result<Option<Loaded>, Error> {
-    let Some(raw) = store.get(&keys::record(id)).await? else {
-        return Ok(None);
-    };
-    let record = serde_json::from_slice(&raw)
-        .map_err(|e| Error::Storage(format!("unreadable record {id}: {e}")))?;
-    Ok(Some(Loaded { raw, record }))
-}
-
-/// Writes `next` over `loaded` if nobody changed it meanwhile. Returns false on a lost race.
-async fn swap<S: Store>(store: &S, loaded: &Loaded, next: &Record) -> Result<bool, Error> {
-    let json = serde_json::to_vec(next).unwrap_or_default();
-    let id = &next.elicitation.id;
-    Ok(store
-        .compare_and_swap(&keys::record(id), Some(&loaded.raw), &json)
-        .await?
-        == Swap::Done)
-}
-
-/// The agents an elicitation concerns: its addressee and, if another, its requester.
-fn parties(e: &Elicitation) -> Vec<&str> {
-    let mut agents = vec![e.to.as_str()];
-    if e.from != e.to {
-        agents.push(e.from.as_str());
-    }
-    agents
-}
-
-/// Appends the event of a transition to both parties' logs, once, then publishes both in one
-/// change: announcing it again (after a crash cut the first attempt short) only adds what is
-/// missing.
-async fn announce<S: Store>(
-    store: &S,
-    kind: EventKind,
-    at: Timestamp,
-    e: &Elicitation,
-    attempt: Attempt,
-) -> Result<(), Error> {
-    let mut changed = Vec::new();
-    for agent in parties(e) {
-        if log::append_once(store, agent, kind, at, e, attempt)
-            .await?
-            .written
-        {
-            changed.push(agent);
-        }
-    }
-    changes::publish(store, &changed).await?;
+/// Writes the index entries of `record` (at the positions it took).
+async fn index<S: Store>(store: &S, record: &Record) -> Result<(), Error> {
+    let e = &record.elicitation;
+    let (a, b) = futures::future::join(
+        store.set(
+            &keys::index_entry(&e.to, Role::Inbox, record.slots.inbox),
+            e.id.as_bytes(),
+        ),
+        store.set(
+            &keys::index_entry(&e.from, Role::Outbox, record.slots.outbox),
+            e.id.as_bytes(),
+        ),
+    )
+    .await;
+    a?;
+    b?;
     Ok(())
 }
 
-/// Makes sure the events of `e`'s final state are in both parties' logs (a no-op when they are):
-/// for whoever finds an elicitation already answered, withdrawn or expired after a crash may have
-/// cut its transition short.
-pub async fn announced<S: Store>(store: &S, e: &Elicitation) -> Result<(), Error> {
-    let kind = match e.status {
-        Status::Pending => return Ok(()),
-        Status::Accepted | Status::Declined | Status::Cancelled => EventKind::Answered,
-        Status::Withdrawn => EventKind::Withdrawn,
-        Status::Expired => EventKind::Expired,
+/// Answers a request whose `Idempotency-Key` is held by `held`: the elicitation it created,
+/// finished if a crash cut that request short.
+async fn replay<S: Store>(
+    store: &S,
+    held: &idempotency::Request,
+    request_hash: &str,
+) -> Result<Created, Error> {
+    if held.request_hash != request_hash {
+        return Err(Error::Invalid {
+            detail: "this Idempotency-Key was already used with a different body".into(),
+            errors: vec![field("", "Idempotency-Key reused with a different body")],
+        });
+    }
+    let Some(raw) = store.get(&keys::record(&held.id)).await? else {
+        return Err(Error::Storage(format!(
+            "the elicitation {} of this Idempotency-Key is missing",
+            held.id
+        )));
     };
-    announce(
-        store,
+    let record = parse_record(&held.id, &raw)?;
+    index(store, &record).await?;
+    settle(store, &record, Events::Created, Attempt::Again).await?;
+    Ok(Created {
+        elicitation: record.elicitation,
+        replayed: true,
+    })
+}
+
+/// `Idempotency-Key` claims: one counter per key, created by `increment(k, 0)`, then swapped (over
+/// the value read) to an eight-digit nonce naming the request that holds it. Eight digits, because
+/// the claim was created as a counter and is read through `increment(k, 0)`, and both backends can
+/// increment eight digits (see [`crate::store::SEAL`]); the digits are also what `get` returns.
+mod idempotency {
+    use serde::{Deserialize, Serialize};
+
+    use super::{IDEMPOTENCY_WINDOW_SECONDS, hex_sha256};
+    use crate::keys;
+    use crate::store::{Store, StoreResult, swap};
+    use crate::time::Timestamp;
+
+    /// The request that holds a claim.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Request {
+        pub request_hash: String,
+        pub id: String,
+        pub at: Timestamp,
+    }
+
+    impl Request {
+        fn live(&self, now: Timestamp) -> bool {
+            self.at.plus_secs(IDEMPOTENCY_WINDOW_SECONDS) > now
+        }
+    }
+
+    /// The outcome of [`claim`].
+    pub enum Claim {
+        /// The claim names this request now.
+        Won,
+        /// Another request holds it.
+        Held(Request),
+    }
+
+    /// The nonce of the request that creates `id` (ids are unique; two nonces that collide still
+    /// name different requests, which [`claim`] tells apart).
+    fn nonce(id: &str) -> String {
+        let h = hex_sha256(id.as_bytes());
+        let n = u64::from_str_radix(&h[..15], 16).unwrap_or(0) % 90_000_000;
+        (10_000_000 + n).to_string()
+    }
+
+    async fn holder<S: Store>(store: &S, k: &str, held: &[u8]) -> StoreResult<Option<Request>> {
+        let Ok(nonce) = std::str::from_utf8(held) else {
+            return Ok(None);
+        };
+        Ok(store
+            .get(&keys::idempotency_request(k, nonce))
+            .await?
+            .and_then(|raw| serde_json::from_slice(&raw).ok()))
+    }
+
+    /// The request holding claim `k`, if it is still within the idempotency window.
+    pub async fn live<S: Store>(
+        store: &S,
+        k: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<Request>> {
+        if store.increment(k, 0).await? == 0 {
+            return Ok(None);
+        }
+        let Some(held) = store.get(k).await? else {
+            return Ok(None);
+        };
+        Ok(holder(store, k, &held).await?.filter(|r| r.live(now)))
+    }
+
+    /// Makes claim `k` name `mine`, unless another request within the window holds it.
+    pub async fn claim<S: Store>(
+        store: &S,
+        k: &str,
+        mine: &Request,
+        now: Timestamp,
+    ) -> StoreResult<Claim> {
+        let nonce = nonce(&mine.id);
+        let json = serde_json::to_vec(mine).unwrap_or_default();
+        store
+            .set(&keys::idempotency_request(k, &nonce), &json)
+            .await?;
+        loop {
+            store.increment(k, 0).await?;
+            let (cas, seen) = store.cas_read(k).await?;
+            let Some(seen) = seen else { continue };
+            let unclaimed = store.increment(k, 0).await? == 0;
+            if !unclaimed {
+                match holder(store, k, &seen).await? {
+                    Some(r) if r.id == mine.id => return Ok(Claim::Won),
+                    Some(r) if r.live(now) => return Ok(Claim::Held(r)),
+                    // Expired: it may be taken over (the swap is over the value read).
+                    Some(_) => {}
+                    // Claimed between the read and the check: look again.
+                    None => continue,
+                }
+            }
+            if swap(store, k, cas, nonce.as_bytes()).await?
+                && holder(store, k, nonce.as_bytes())
+                    .await?
+                    .is_some_and(|r| r.id == mine.id)
+            {
+                return Ok(Claim::Won);
+            }
+        }
+    }
+}
+
+fn parse_record(id: &str, raw: &[u8]) -> Result<Record, Error> {
+    serde_json::from_slice(raw).map_err(|e| Error::Storage(format!("unreadable record {id}: {e}")))
+}
+
+/// The kind of the event a final status is announced with.
+fn final_kind(status: Status) -> Option<EventKind> {
+    match status {
+        Status::Pending => None,
+        Status::Accepted | Status::Declined | Status::Cancelled => Some(EventKind::Answered),
+        Status::Withdrawn => Some(EventKind::Withdrawn),
+        Status::Expired => Some(EventKind::Expired),
+    }
+}
+
+/// The event `kind` of `record`, as a log holds it at number `seq`: a function of the record, so
+/// whoever writes it writes the same bytes.
+fn event_body(record: &Record, kind: EventKind, seq: i64) -> Vec<u8> {
+    let e = &record.elicitation;
+    let (at, elicitation) = if kind == EventKind::Created {
+        let mut pending = e.clone();
+        pending.status = Status::Pending;
+        pending.responded_at = None;
+        pending.response = None;
+        (e.created_at, pending)
+    } else {
+        (e.responded_at.unwrap_or(e.created_at), e.clone())
+    };
+    Logged::new(Event {
+        sequence: seq,
         kind,
-        e.responded_at.unwrap_or(e.created_at),
-        e,
-        Attempt::Again,
-    )
-    .await
+        at,
+        elicitation,
+    })
+    .json
+    .into_bytes()
+}
+
+/// Which events of a record [`settle`] looks after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Events {
+    /// The created event (addressee).
+    Created,
+    /// The final transition's events (both parties).
+    Final,
+}
+
+/// Who is settling a record's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    /// The writer that has just taken their numbers: it commits them.
+    First,
+    /// A re-drive (a retried request, a replay, a stream at a deadline): the events may be there.
+    Again,
+}
+
+/// Where the record says an event is: (agent, kind, number) for each.
+fn events_of(record: &Record, which: Events) -> Vec<(String, EventKind, i64)> {
+    let e = &record.elicitation;
+    match which {
+        Events::Created => vec![(e.to.clone(), EventKind::Created, record.slots.created)],
+        Events::Final => {
+            let Some(kind) = final_kind(e.status) else {
+                return Vec::new();
+            };
+            let mut out = Vec::new();
+            if let Some(n) = record.slots.to {
+                out.push((e.to.clone(), kind, n));
+            }
+            if let (Some(n), true) = (record.slots.from, e.from != e.to) {
+                out.push((e.from.clone(), kind, n));
+            }
+            out
+        }
+    }
+}
+
+/// Moves `record`'s event of `kind` in `agent`'s log from `old` to `new`.
+fn moved(record: &Record, agent: &str, kind: EventKind, new: i64) -> Record {
+    let mut next = record.clone();
+    if kind == EventKind::Created {
+        next.slots.created = new;
+    } else if agent == record.elicitation.to {
+        next.slots.to = Some(new);
+    } else {
+        next.slots.from = Some(new);
+    }
+    next
+}
+
+/// Makes sure `record`'s events (`which`) are in their logs, once each, and publishes what it
+/// wrote. An event whose slot a reader sealed (its writer was too slow) gets a new number, which
+/// the record then names (one swap decides it among concurrent re-drives).
+async fn settle<S: Store>(
+    store: &S,
+    record: &Record,
+    which: Events,
+    attempt: Attempt,
+) -> Result<(), Error> {
+    let events = events_of(record, which);
+    let settled = futures::future::join_all(events.iter().map(|(agent, kind, n)| async move {
+        let body = event_body(record, *kind, *n);
+        let (decided, wrote) = match attempt {
+            Attempt::First => (log::commit(store, agent, *n, &body).await?, true),
+            Attempt::Again => log::ensure(store, agent, *n, &body).await?,
+        };
+        match decided {
+            Decided::Committed => Ok::<_, Error>(wrote.then_some(*n)),
+            Decided::Sealed => reappend(store, record, agent, *kind, *n).await,
+        }
+    }))
+    .await;
+    let mut mentions = Vec::new();
+    for ((agent, _, _), n) in events.iter().zip(settled) {
+        if let Some(n) = n? {
+            mentions.push(Mention::Log(agent, n));
+        }
+    }
+    let e = &record.elicitation;
+    let expires = e.expires_at.0;
+    if which == Events::Created && attempt == Attempt::First {
+        // The requester's stream watches the deadline of what it asked.
+        mentions.push(Mention::Asked(&e.from, &e.id, expires));
+    }
+    changes::publish(store, &mentions).await?;
+    Ok(())
+}
+
+/// Gives `agent`'s event of `kind`, sealed at `sealed`, a new number: the record is swapped to
+/// name it, then the event committed there. Returns the number it wrote, if it wrote one.
+async fn reappend<S: Store>(
+    store: &S,
+    record: &Record,
+    agent: &str,
+    kind: EventKind,
+    mut sealed: i64,
+) -> Result<Option<i64>, Error> {
+    let key = keys::record(&record.elicitation.id);
+    loop {
+        let (cas, raw) = store.cas_read(&key).await?;
+        let Some(raw) = raw else {
+            return Err(Error::Storage(format!("record {key} vanished")));
+        };
+        let current = parse_record(&record.elicitation.id, &raw)?;
+        let which = if kind == EventKind::Created {
+            Events::Created
+        } else {
+            Events::Final
+        };
+        let now_at = events_of(&current, which)
+            .into_iter()
+            .find(|(a, k, _)| a == agent && *k == kind)
+            .map(|(_, _, n)| n);
+        match now_at {
+            None => return Ok(None),
+            Some(n) if n != sealed => {
+                // Another re-drive moved it already: make sure it is there.
+                let body = event_body(&current, kind, n);
+                match log::ensure(store, agent, n, &body).await? {
+                    (Decided::Committed, wrote) => return Ok(wrote.then_some(n)),
+                    (Decided::Sealed, _) => {
+                        sealed = n;
+                        continue;
+                    }
+                }
+            }
+            Some(_) => {}
+        }
+        let m = log::take(store, agent).await?;
+        let next = moved(&current, agent, kind, m);
+        let json = serde_json::to_vec(&next).unwrap_or_default();
+        // `m` is unique to this writer, so finding `json` there means this swap won.
+        if swap(store, &key, cas, &json).await? {
+            match log::commit(store, agent, m, &event_body(&next, kind, m)).await? {
+                Decided::Committed => return Ok(Some(m)),
+                Decided::Sealed => sealed = m,
+            }
+        } else {
+            log::void(store, agent, m).await?;
+        }
+    }
+}
+
+/// Makes sure the events of `record`'s final state are in both parties' logs (a no-op when they
+/// are): whoever finds an elicitation answered, withdrawn or expired after a crash may have cut
+/// its transition short.
+async fn announced<S: Store>(store: &S, record: &Record) -> Result<(), Error> {
+    settle(store, record, Events::Final, Attempt::Again).await
+}
+
+/// What a transition does to a pending elicitation.
+struct Change {
+    kind: EventKind,
+    status: Status,
+    at: Timestamp,
+    actor: Option<String>,
+    answer: Option<Answer>,
+}
+
+/// Makes `change` to `record`, which `cas` read, unless somebody changed it first: the winner's
+/// record names the event numbers it took, then it commits the events. `None` when it lost (its
+/// numbers are given up, so readers pass them at once).
+async fn transition<S: Store>(
+    store: &S,
+    cas: S::Cas,
+    record: &Record,
+    change: Change,
+) -> Result<Option<Record>, Error> {
+    let e = &record.elicitation;
+    let key = keys::record(&e.id);
+    let (to, from) = futures::future::join(log::take(store, &e.to), async {
+        if e.from == e.to {
+            Ok(None)
+        } else {
+            log::take(store, &e.from).await.map(Some)
+        }
+    })
+    .await;
+    let (to, from) = (to?, from?);
+    let mut next = record.clone();
+    next.elicitation.status = change.status;
+    next.elicitation.responded_at = Some(change.at);
+    next.elicitation.response = change.answer.clone();
+    next.history.push(AuditEntry {
+        kind: change.kind,
+        at: change.at,
+        actor: change.actor,
+        action: change.answer.map(|a| a.action),
+    });
+    next.slots.to = Some(to);
+    next.slots.from = from;
+    next.slots.attempt = Some(to);
+    let json = serde_json::to_vec(&next).unwrap_or_default();
+    let won = match store.cas_swap(cas, &json).await? {
+        Swapped::Done => true,
+        // Read back: `to` is unique to this writer, and a later re-drive keeps `attempt`.
+        Swapped::Unsure => store
+            .get(&key)
+            .await?
+            .and_then(|raw| serde_json::from_slice::<Record>(&raw).ok())
+            .is_some_and(|r| r.slots.attempt == Some(to)),
+    };
+    if !won {
+        let (a, b) = futures::future::join(log::void(store, &e.to, to), async {
+            match from {
+                Some(n) => log::void(store, &e.from, n).await,
+                None => Ok(()),
+            }
+        })
+        .await;
+        a?;
+        b?;
+        return Ok(None);
+    }
+    settle(store, &next, Events::Final, Attempt::First).await?;
+    Ok(Some(next))
+}
+
+/// The expiry of `record` (pending, past its deadline).
+fn expiry(record: &Record) -> Change {
+    Change {
+        kind: EventKind::Expired,
+        status: Status::Expired,
+        at: record.elicitation.expires_at,
+        actor: None,
+        answer: None,
+    }
+}
+
+/// Reads `id` for a compare-and-swap.
+async fn load_for_swap<S: Store>(
+    store: &S,
+    actor: &str,
+    id: &str,
+) -> Result<(S::Cas, Vec<u8>, Record), Error> {
+    let (cas, raw) = store.cas_read(&keys::record(id)).await?;
+    let record = raw.as_deref().map(|r| parse_record(id, r)).transpose()?;
+    match (raw, record) {
+        (Some(raw), Some(record)) if record.elicitation.involves(actor) => Ok((cas, raw, record)),
+        _ => Err(Error::NotFound(format!(
+            "no elicitation {id} for agent {actor}"
+        ))),
+    }
 }
 
 /// Loads `id` as seen by `actor` (a party to it), writing the expiry transition if it is due.
@@ -492,43 +800,25 @@ async fn load_for<S: Store>(
     actor: &str,
     id: &str,
     now: Timestamp,
-) -> Result<Loaded, Error> {
+) -> Result<Record, Error> {
     loop {
-        let loaded = load(store, id)
-            .await?
-            .filter(|l| l.record.elicitation.involves(actor));
-        let Some(loaded) = loaded else {
+        let raw = store.get(&keys::record(id)).await?;
+        let record = raw.as_deref().map(|r| parse_record(id, r)).transpose()?;
+        let Some(record) = record.filter(|r| r.elicitation.involves(actor)) else {
             return Err(Error::NotFound(format!(
                 "no elicitation {id} for agent {actor}"
             )));
         };
-        let e = &loaded.record.elicitation;
+        let e = &record.elicitation;
         if e.status != Status::Pending || now < e.expires_at {
-            return Ok(loaded);
+            return Ok(record);
         }
-        let mut next = loaded.record.clone();
-        let deadline = e.expires_at;
-        next.elicitation.status = Status::Expired;
-        next.elicitation.responded_at = Some(deadline);
-        next.history.push(AuditEntry {
-            kind: EventKind::Expired,
-            at: deadline,
-            actor: None,
-            action: None,
-        });
-        if swap(store, &loaded, &next).await? {
-            announce(
-                store,
-                EventKind::Expired,
-                deadline,
-                &next.elicitation,
-                Attempt::First,
-            )
-            .await?;
-            return Ok(Loaded {
-                raw: serde_json::to_vec(&next).unwrap_or_default(),
-                record: next,
-            });
+        let (cas, raw_now, current) = load_for_swap(store, actor, id).await?;
+        if raw.as_deref() != Some(raw_now.as_slice()) {
+            continue;
+        }
+        if let Some(next) = transition(store, cas, &current, expiry(&current)).await? {
+            return Ok(next);
         }
     }
 }
@@ -540,7 +830,20 @@ pub async fn get<S: Store>(
     id: &str,
     now: Timestamp,
 ) -> Result<Elicitation, Error> {
-    Ok(load_for(store, actor, id, now).await?.record.elicitation)
+    Ok(load_for(store, actor, id, now).await?.elicitation)
+}
+
+/// At a deadline a stream watches: writes the expiry of `id` if nobody has, and makes sure the
+/// events of its final state are there (whoever expired it may have crashed before them).
+pub async fn expire_due<S: Store>(
+    store: &S,
+    actor: &str,
+    id: &str,
+    now: Timestamp,
+) -> Result<Elicitation, Error> {
+    let record = load_for(store, actor, id, now).await?;
+    announced(store, &record).await?;
+    Ok(record.elicitation)
 }
 
 /// The audit history of `id`, oldest first.
@@ -550,7 +853,7 @@ pub async fn history<S: Store>(
     id: &str,
     now: Timestamp,
 ) -> Result<Vec<AuditEntry>, Error> {
-    Ok(load_for(store, actor, id, now).await?.record.history)
+    Ok(load_for(store, actor, id, now).await?.history)
 }
 
 fn parse_answer(body: &[u8], e: &Elicitation) -> Result<Answer, Error> {
@@ -623,8 +926,12 @@ pub async fn respond<S: Store>(
     now: Timestamp,
 ) -> Result<Elicitation, Error> {
     loop {
-        let loaded = load_for(store, actor, id, now).await?;
-        let e = &loaded.record.elicitation;
+        let (cas, _, record) = load_for_swap(store, actor, id).await?;
+        let e = &record.elicitation;
+        if e.status == Status::Pending && now >= e.expires_at {
+            transition(store, cas, &record, expiry(&record)).await?;
+            continue;
+        }
         if e.to != actor {
             return Err(Error::Forbidden(
                 "only the addressee may answer an elicitation".into(),
@@ -645,12 +952,11 @@ pub async fn respond<S: Store>(
                 });
             }
             Status::Accepted | Status::Declined | Status::Cancelled => {
-                let answer = parse_answer(body, e);
-                return match answer {
+                return match parse_answer(body, e) {
                     // The same answer again (a retry): its events are in place, or put there now.
                     Ok(a) if Some(&a) == e.response.as_ref() => {
-                        announced(store, e).await?;
-                        Ok(e.clone())
+                        announced(store, &record).await?;
+                        Ok(record.elicitation)
                     }
                     _ => Err(Error::Conflict {
                         detail: format!("elicitation {id} is already {}", e.status.as_str()),
@@ -661,25 +967,14 @@ pub async fn respond<S: Store>(
             Status::Pending => {}
         }
         let answer = parse_answer(body, e)?;
-        let mut next = loaded.record.clone();
-        next.elicitation.status = answer.action.status();
-        next.elicitation.responded_at = Some(now);
-        next.history.push(AuditEntry {
+        let change = Change {
             kind: EventKind::Answered,
+            status: answer.action.status(),
             at: now,
             actor: Some(actor.to_string()),
-            action: Some(answer.action),
-        });
-        next.elicitation.response = Some(answer);
-        if swap(store, &loaded, &next).await? {
-            announce(
-                store,
-                EventKind::Answered,
-                now,
-                &next.elicitation,
-                Attempt::First,
-            )
-            .await?;
+            answer: Some(answer),
+        };
+        if let Some(next) = transition(store, cas, &record, change).await? {
             return Ok(next.elicitation);
         }
     }
@@ -693,8 +988,12 @@ pub async fn withdraw<S: Store>(
     now: Timestamp,
 ) -> Result<Elicitation, Error> {
     loop {
-        let loaded = load_for(store, actor, id, now).await?;
-        let e = &loaded.record.elicitation;
+        let (cas, _, record) = load_for_swap(store, actor, id).await?;
+        let e = &record.elicitation;
+        if e.status == Status::Pending && now >= e.expires_at {
+            transition(store, cas, &record, expiry(&record)).await?;
+            continue;
+        }
         if e.from != actor {
             return Err(Error::Forbidden(
                 "only the requester may withdraw an elicitation".into(),
@@ -703,8 +1002,8 @@ pub async fn withdraw<S: Store>(
         let current = Some(Box::new(e.clone()));
         match e.status {
             Status::Withdrawn => {
-                announced(store, e).await?;
-                return Ok(e.clone());
+                announced(store, &record).await?;
+                return Ok(record.elicitation);
             }
             Status::Expired => {
                 return Err(Error::Gone {
@@ -720,24 +1019,14 @@ pub async fn withdraw<S: Store>(
             }
             Status::Pending => {}
         }
-        let mut next = loaded.record.clone();
-        next.elicitation.status = Status::Withdrawn;
-        next.elicitation.responded_at = Some(now);
-        next.history.push(AuditEntry {
+        let change = Change {
             kind: EventKind::Withdrawn,
+            status: Status::Withdrawn,
             at: now,
             actor: Some(actor.to_string()),
-            action: None,
-        });
-        if swap(store, &loaded, &next).await? {
-            announce(
-                store,
-                EventKind::Withdrawn,
-                now,
-                &next.elicitation,
-                Attempt::First,
-            )
-            .await?;
+            answer: None,
+        };
+        if let Some(next) = transition(store, cas, &record, change).await? {
             return Ok(next.elicitation);
         }
     }
@@ -838,12 +1127,7 @@ pub async fn list<S: Store>(
             "an agent may only list its own elicitations".into(),
         ));
     }
-    let head = crate::store::decode_counter(
-        store
-            .get(&keys::index_head(agent, q.role))
-            .await?
-            .as_deref(),
-    );
+    let head = store.increment(&keys::index_head(agent, q.role), 0).await?;
     // `pos` is the next position to examine; positions are examined downwards.
     let mut pos = q.cursor.map_or(head, |c| (c - 1).min(head));
     let floor = (pos - MAX_SCAN).max(0);
@@ -856,14 +1140,13 @@ pub async fn list<S: Store>(
             .iter()
             .map(|n| keys::index_entry(agent, q.role, *n))
             .collect();
-        let ids: Vec<Option<String>> = store
-            .get_many(&index_keys)
+        let ids: Vec<Option<String>> = get_all(store, &index_keys)
             .await?
             .into_iter()
             .map(|v| v.and_then(|b| String::from_utf8(b).ok()))
             .collect();
         let record_keys: Vec<String> = ids.iter().flatten().map(|id| keys::record(id)).collect();
-        let mut records = store.get_many(&record_keys).await?.into_iter();
+        let mut records = get_all(store, &record_keys).await?.into_iter();
         for (n, id) in positions.iter().zip(&ids) {
             pos = n - 1;
             if id.is_none() {

@@ -5,7 +5,6 @@
 pub mod events;
 pub mod watch;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use http_body_util::BodyExt;
@@ -14,11 +13,13 @@ use spin_sdk::http::{BoxBody, FullBody, Request, Response, box_body};
 
 use crate::api;
 use crate::error::Error;
-use crate::store::{Store, StoreError, StoreResult, Swap};
+use crate::store::{Store, StoreError, StoreResult, Swapped};
 use crate::time::Timestamp;
 
-/// The `default` key-value store, through `spin:key-value` (async reads and writes) and
-/// `wasi:keyvalue` (atomics and batches) — the two views Spin offers of one store.
+/// The `default` key-value store, through `spin:key-value` (async reads and writes, issued
+/// concurrently where several keys are read) and `wasi:keyvalue` (increment, compare-and-swap and
+/// the batch delete) — the two views Spin offers of one store. It never uses `get_many`, which
+/// Spin's Redis backend cannot serve (see [`crate::store`]).
 pub struct SpinStore {
     kv: spin_sdk::key_value::Store,
     bucket: wasi_kv::Bucket,
@@ -40,47 +41,37 @@ impl SpinStore {
 }
 
 impl Store for SpinStore {
+    type Cas = atomics::Cas;
+
     async fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
         self.kv.get(key).await.map_err(store_err)
-    }
-
-    async fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let pairs = batch::get_many(&self.bucket, keys).map_err(store_err)?;
-        let mut found: BTreeMap<String, Option<Vec<u8>>> = pairs.into_iter().collect();
-        Ok(keys.iter().map(|k| found.remove(k).flatten()).collect())
     }
 
     async fn set(&self, key: &str, value: &[u8]) -> StoreResult<()> {
         self.kv.set(key, value).await.map_err(store_err)
     }
 
-    async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.kv.delete(key).await.map_err(store_err)
+    async fn delete_many(&self, keys: &[String]) -> StoreResult<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        batch::delete_many(&self.bucket, keys).map_err(store_err)
     }
 
     async fn increment(&self, key: &str, delta: i64) -> StoreResult<i64> {
         atomics::increment(&self.bucket, key, delta).map_err(store_err)
     }
 
-    async fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: &[u8],
-    ) -> StoreResult<Swap> {
+    async fn cas_read(&self, key: &str) -> StoreResult<(atomics::Cas, Option<Vec<u8>>)> {
         let cas = atomics::Cas::new(&self.bucket, key).map_err(store_err)?;
         let current = cas.current().map_err(store_err)?;
-        if current.as_deref() != expected {
-            return Ok(Swap::Changed(current));
-        }
+        Ok((cas, current))
+    }
+
+    async fn cas_swap(&self, cas: atomics::Cas, new: &[u8]) -> StoreResult<Swapped> {
         match atomics::swap(cas, new) {
-            Ok(()) => Ok(Swap::Done),
-            Err(atomics::CasError::CasFailed(fresh)) => {
-                Ok(Swap::Changed(fresh.current().map_err(store_err)?))
-            }
+            Ok(()) => Ok(Swapped::Done),
+            Err(atomics::CasError::CasFailed(_)) => Ok(Swapped::Unsure),
             Err(atomics::CasError::StoreError(e)) => Err(store_err(e)),
         }
     }

@@ -19,7 +19,7 @@
 //! many streams try); the expired event then arrives through the log like any other.
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use spin_sdk::http::{IntoResponse, Request};
 use spin_sdk::wasip3::http::types::{ErrorCode, Fields, Response as WasiResponse};
@@ -30,10 +30,10 @@ use crate::api;
 use crate::changes::{self, Poll};
 use crate::keys::{self, Role};
 use crate::log::{self, Reader, Resume};
-use crate::model::{EventKind, Record, Status};
+use crate::model::{EventKind, Status};
 use crate::service::{self, ListQuery};
 use crate::sse;
-use crate::store::{Store, decode_counter};
+use crate::store::Store;
 use crate::time::Timestamp;
 
 /// Stream settings, from Spin variables.
@@ -45,8 +45,12 @@ pub struct StreamOptions {
     pub max_seconds: u64,
     /// Heartbeat interval while idle (`stream_heartbeat_seconds`, default 10).
     pub heartbeat_seconds: u64,
-    /// The `retry:` hint, milliseconds.
+    /// The `retry:` hint a stream opens with, milliseconds: how long a client waits before it
+    /// reconnects after an unplanned end.
     pub retry_ms: u64,
+    /// The `retry:` hint sent just before a planned end: an EventSource client waits that long
+    /// before it reconnects, so a planned end costs it next to nothing.
+    pub planned_retry_ms: u64,
 }
 
 impl StreamOptions {
@@ -57,6 +61,7 @@ impl StreamOptions {
             max_seconds: number_variable("stream_max_seconds", 25).await.max(1),
             heartbeat_seconds: number_variable("stream_heartbeat_seconds", 10).await.max(1),
             retry_ms: 1000,
+            planned_retry_ms: 1,
         }
     }
 }
@@ -194,14 +199,13 @@ struct Live {
     agent: String,
     reader: Reader,
     deadlines: BTreeSet<(u64, String)>,
-    out_head: i64,
+    /// The highest number the stream knows its agent's log has (read at its start, then from the
+    /// change feed and its heartbeat checks): its reads go up to it.
+    head: i64,
     end: Timestamp,
     last_write: Timestamp,
     /// Read the log at the next tick regardless of the heads (new streams, after an expiry).
     dirty: bool,
-    /// The log head the hub read this tick, if it did: the read goes up to it without reading it
-    /// again.
-    known_head: Option<i64>,
     body: BodyWriter,
     /// Frames to write this tick.
     out: String,
@@ -224,64 +228,59 @@ impl Live {
         let quiet_for = (spread * (opts.heartbeat_seconds * 1000) as f64) as u64;
         let last_write = Timestamp(now.0.saturating_sub(quiet_for));
         let mut out = String::new();
-        let cursor = match job.resume {
-            Resume::After(c) => {
-                out.push_str(&sse::opening(opts.retry_ms, c));
-                c
-            }
-            Resume::Reset { head } => {
-                out.push_str(&sse::opening(opts.retry_ms, head));
-                out.push_str(&sse::reset(job.requested.unwrap_or(-1), head));
-                head
+        let (reader, head) = match job.resume {
+            Resume::After(c) => (Reader::new(&job.agent, c), c),
+            Resume::Head(head) | Resume::Reset { head } => {
+                match Reader::fresh(store, &job.agent, head).await {
+                    Ok(r) => (r, head),
+                    Err(_) => (Reader::new(&job.agent, head), head),
+                }
             }
         };
+        out.push_str(&sse::opening(opts.retry_ms, reader.cursor()));
+        if let Resume::Reset { .. } = job.resume {
+            out.push_str(&sse::reset(job.requested.unwrap_or(-1), reader.cursor()));
+        }
         let mut live = Self {
-            reader: Reader::new(&job.agent, cursor),
+            reader,
             agent: job.agent,
             deadlines: BTreeSet::new(),
-            out_head: 0,
+            head,
             end,
             last_write,
             dirty: true,
-            known_head: None,
             body: job.body,
             out,
             finished: false,
             gone: false,
             writing: false,
         };
-        live.out_head = decode_counter(
-            store
-                .get(&keys::index_head(&live.agent, Role::Outbox))
-                .await
-                .ok()
-                .flatten()
-                .as_deref(),
-        );
-        for role in [Role::Inbox, Role::Outbox] {
+        live.list_deadlines(store, &[Role::Inbox, Role::Outbox], now)
+            .await;
+        live
+    }
+
+    /// Adds the deadlines of the agent's pending elicitations in these lists.
+    async fn list_deadlines<S: Store>(&mut self, store: &S, roles: &[Role], now: Timestamp) {
+        for role in roles {
             let q = ListQuery {
-                role,
+                role: *role,
                 statuses: vec![Status::Pending],
                 limit: service::MAX_LIMIT,
                 cursor: None,
             };
-            if let Ok(page) = service::list(store, &live.agent, &live.agent, &q, now).await {
-                live.deadlines
+            if let Ok(page) = service::list(store, &self.agent, &self.agent, &q, now).await {
+                self.deadlines
                     .extend(page.items.into_iter().map(|e| (e.expires_at.0, e.id)));
             }
         }
-        live
     }
 
     /// Reads and frames everything after the cursor.
     async fn deliver<S: Store>(&mut self, store: &S) {
         loop {
             let now = Timestamp::now();
-            let read = match self.known_head.take() {
-                Some(head) => self.reader.next_upto(store, now, BATCH, head).await,
-                None => self.reader.next(store, now, BATCH).await,
-            };
-            let Ok(batch) = read else {
+            let Ok(batch) = self.reader.next_upto(store, now, BATCH, self.head).await else {
                 return;
             };
             if let Some((from, head)) = self.reader.take_reset() {
@@ -304,36 +303,6 @@ impl Live {
         }
     }
 
-    /// Adds the deadlines of elicitations the agent asked at outbox positions after `out_head`.
-    async fn follow_outbox<S: Store>(&mut self, store: &S, head: i64) {
-        let positions: Vec<String> = (self.out_head + 1..=head)
-            .map(|n| keys::index_entry(&self.agent, Role::Outbox, n))
-            .collect();
-        self.out_head = head;
-        let Ok(ids) = store.get_many(&positions).await else {
-            return;
-        };
-        let records: Vec<String> = ids
-            .into_iter()
-            .flatten()
-            .filter_map(|b| String::from_utf8(b).ok())
-            .map(|id| keys::record(&id))
-            .collect();
-        let Ok(records) = store.get_many(&records).await else {
-            return;
-        };
-        for r in records
-            .into_iter()
-            .flatten()
-            .filter_map(|r| serde_json::from_slice::<Record>(&r).ok())
-        {
-            if r.elicitation.status == Status::Pending {
-                self.deadlines
-                    .insert((r.elicitation.expires_at.0, r.elicitation.id));
-            }
-        }
-    }
-
     /// The earliest deadline, if it has passed at `now`.
     fn due(&self, now: Timestamp) -> Option<&(u64, String)> {
         self.deadlines.first().filter(|(t, _)| *t <= now.0)
@@ -342,11 +311,9 @@ impl Live {
     /// Writes the expiry of each elicitation whose deadline has passed, unless somebody has.
     async fn expire_due<S: Store>(&mut self, store: &S, now: Timestamp) {
         while let Some(d) = self.due(now).cloned() {
-            // The read writes the expiry if nobody has; if somebody had but crashed before its
-            // events, `announced` puts them in.
-            if let Ok(e) = service::get(store, &self.agent, &d.1, now).await {
-                let _ = service::announced(store, &e).await;
-            }
+            // Writes the expiry if nobody has; if somebody had but crashed before its events,
+            // puts them in.
+            let _ = service::expire_due(store, &self.agent, &d.1, now).await;
             self.deadlines.remove(&d);
             self.dirty = true;
         }
@@ -362,56 +329,61 @@ impl Live {
     }
 }
 
-/// Marks the streams whose log moved and follows their outboxes: those of `only`'s agents, or all.
-async fn check_heads<S: Store>(store: &S, streams: &mut [Live], only: Option<&BTreeSet<String>>) {
-    let agents: Vec<String> = streams
-        .iter()
-        .filter(|s| only.is_none_or(|o| o.contains(&s.agent)))
-        .map(|s| s.agent.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    if agents.is_empty() {
-        return;
-    }
-    let head_keys: Vec<String> = agents
-        .iter()
-        .flat_map(|a| [keys::log_head(a), keys::index_head(a, Role::Outbox)])
-        .collect();
-    let Ok(values) = store.get_many(&head_keys).await else {
-        // Read the logs anyway; the outboxes are looked at again on the next change.
-        for s in streams.iter_mut() {
-            s.dirty |= only.is_none_or(|o| o.contains(&s.agent));
-        }
-        return;
-    };
-    let heads: HashMap<&str, (i64, i64)> = agents
-        .iter()
-        .zip(values.chunks(2))
-        .map(|(a, v)| {
-            (
-                a.as_str(),
-                (
-                    decode_counter(v[0].as_deref()),
-                    decode_counter(v[1].as_deref()),
-                ),
-            )
-        })
-        .collect();
-    let mut follows = Vec::new();
+/// Marks the streams whose log the feed says moved, and adds the deadlines of what their agents
+/// asked.
+fn apply(streams: &mut [Live], changed: &BTreeMap<String, changes::Change>) {
     for s in streams.iter_mut() {
-        let Some(&(log_head, out_head)) = heads.get(s.agent.as_str()) else {
+        let Some(c) = changed.get(&s.agent) else {
             continue;
         };
-        if log_head > s.reader.cursor() {
+        if let Some(h) = c.head {
+            s.head = s.head.max(h);
+        }
+        if s.head > s.reader.cursor() {
             s.dirty = true;
-            s.known_head = Some(log_head);
         }
-        if out_head > s.out_head {
-            follows.push(s.follow_outbox(store, out_head));
-        }
+        s.deadlines.extend(c.asked.iter().cloned());
     }
-    futures::future::join_all(follows).await;
+}
+
+/// When the feed cannot tell what changed: reads every stream's log head, and lists what its
+/// agent asked again (the feed's deadline mentions may be among what was missed).
+async fn check_everything<S: Store>(store: &S, streams: &mut [Live], now: Timestamp) {
+    let agents: BTreeSet<String> = streams.iter().map(|s| s.agent.clone()).collect();
+    let heads: HashMap<String, i64> =
+        futures::future::join_all(agents.into_iter().map(|a| async move {
+            let h = log::head(store, &a).await;
+            (a, h)
+        }))
+        .await
+        .into_iter()
+        .filter_map(|(a, h)| Some((a, h.ok()?)))
+        .collect();
+    let lists = streams.iter_mut().map(|s| {
+        if let Some(h) = heads.get(&s.agent) {
+            s.head = s.head.max(*h);
+        }
+        s.dirty = true;
+        s.list_deadlines(store, &[Role::Outbox], now)
+    });
+    futures::future::join_all(lists).await;
+}
+
+/// A writer that died between its event and its change leaves no trace in the feed, so a stream
+/// whose heartbeat is due looks at the slot after its cursor.
+async fn check_next_slots<S: Store>(store: &S, streams: &mut [Live], due: &BTreeSet<usize>) {
+    let probes = streams
+        .iter_mut()
+        .enumerate()
+        .filter(|(i, _)| due.contains(i))
+        .map(|(_, s)| async move {
+            let next = s.reader.cursor() + 1;
+            if let Ok(Some(_)) = store.get(&keys::log_event(&s.agent, next)).await {
+                s.head = s.head.max(next);
+                s.dirty = true;
+            }
+        });
+    futures::future::join_all(probes).await;
 }
 
 /// The instance's one loop over all its streams; it stops when it holds none.
@@ -461,7 +433,7 @@ async fn hub(opts: StreamOptions) {
         let poll = match feed.as_mut() {
             Some(f) => f.poll(store, now).await.unwrap_or(Poll::Everything),
             None => {
-                feed = changes::Feed::start(store).await.ok();
+                feed = changes::Feed::start(store, now).await.ok();
                 Poll::Everything
             }
         };
@@ -471,26 +443,22 @@ async fn hub(opts: StreamOptions) {
             pace.wait().await;
             continue;
         }
-        // A writer that died before publishing its change left no trace in the feed, so each
-        // stream also looks at its heads when its heartbeat is due.
-        let mut look: BTreeSet<String> = streams
-            .iter()
-            .filter(|s| s.last_write.millis_until(now) >= heartbeat)
-            .map(|s| s.agent.clone())
-            .collect();
         if poll != Poll::Quiet {
             pace.changed(now);
         }
-        match poll {
-            Poll::Everything => check_heads(store, &mut streams, None).await,
-            Poll::Agents(agents) => {
-                look.extend(agents);
-                check_heads(store, &mut streams, Some(&look)).await;
-            }
-            Poll::Quiet if !look.is_empty() => {
-                check_heads(store, &mut streams, Some(&look)).await;
-            }
+        match &poll {
+            Poll::Everything => check_everything(store, &mut streams, now).await,
+            Poll::Agents(changed) => apply(&mut streams, changed),
             Poll::Quiet => {}
+        }
+        let due: BTreeSet<usize> = streams
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.last_write.millis_until(now) >= heartbeat)
+            .map(|(i, _)| i)
+            .collect();
+        if !due.is_empty() {
+            check_next_slots(store, &mut streams, &due).await;
         }
         let now = Timestamp::now();
         let deliveries = streams
@@ -510,7 +478,7 @@ async fn hub(opts: StreamOptions) {
         futures::future::join_all(expiries).await;
         for s in &mut streams {
             if now >= s.end {
-                s.out.push_str(&sse::closing(opts.retry_ms));
+                s.out.push_str(&sse::closing(opts.planned_retry_ms));
                 s.finished = true;
             } else if s.out.is_empty() && s.last_write.millis_until(now) >= heartbeat {
                 s.out.push_str(sse::HEARTBEAT);

@@ -117,7 +117,7 @@ async fn watcher(from: i64) {
         let poll = feed.poll(&store, now).await.unwrap_or(Poll::Everything);
         let changed = match poll {
             Poll::Quiet => continue,
-            Poll::Agents(agents) => Some(agents),
+            Poll::Agents(agents) => Some(agents.into_keys().collect::<BTreeSet<String>>()),
             Poll::Everything => None,
         };
         pace.changed(now);

@@ -1,0 +1,499 @@
+//! Adversarial runs of the storage protocol (tests only): several operations run at once against
+//! a model of one of Spin's backends ([`SpinSqlite`], [`SpinRedis`]), interleaved at every store
+//! call in an order a seeded generator picks, and any of them may crash between two calls (its
+//! future is dropped there, as a killed host drops it). Afterwards the survivors' view is checked:
+//! one transition per elicitation, every event of it in each party's log exactly once, nothing a
+//! backend would get wrong ever called.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use crate::log::{HOLE_GRACE_MS, Reader};
+use crate::model::EventKind;
+#[cfg(test)]
+use crate::model::Status;
+#[cfg(test)]
+use crate::service;
+use crate::store::{MemoryCas, SpinRedis, SpinSqlite, Store, StoreResult, Swapped, Violation};
+use crate::time::Timestamp;
+
+/// A small seeded generator (xorshift64*), so a failing seed can be replayed.
+pub struct Rng(Cell<u64>);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(Cell::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1))
+    }
+
+    pub fn below(&self, n: u64) -> u64 {
+        let mut x = self.0.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
+    }
+}
+
+/// Shared by the store wrapper and the scheduler: which task runs, and which must crash.
+#[derive(Default)]
+struct Control {
+    current: Cell<usize>,
+    /// Task → the number of store calls it may still make before it crashes (absent: no crash).
+    budget: RefCell<std::collections::BTreeMap<usize, u64>>,
+    crashed: RefCell<std::collections::BTreeSet<usize>>,
+}
+
+/// A model store whose every call is a point where the scheduler may switch tasks or crash one.
+pub struct Sim<S> {
+    pub inner: S,
+    control: Rc<Control>,
+}
+
+/// Returns `Pending` once, so the scheduler gets to pick who goes next.
+struct Turn(bool);
+
+impl Future for Turn {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            Poll::Pending
+        }
+    }
+}
+
+/// Never completes: the task that awaits it has crashed.
+struct Dead;
+
+impl Future for Dead {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        Poll::Pending
+    }
+}
+
+impl<S> Sim<S> {
+    async fn step(&self) {
+        Turn(false).await;
+        let me = self.control.current.get();
+        let crash = {
+            let mut budget = self.control.budget.borrow_mut();
+            match budget.get_mut(&me) {
+                Some(0) => true,
+                Some(n) => {
+                    *n -= 1;
+                    false
+                }
+                None => false,
+            }
+        };
+        if crash {
+            self.control.crashed.borrow_mut().insert(me);
+            Dead.await;
+        }
+    }
+}
+
+impl<S: Store<Cas = MemoryCas>> Store for Sim<S> {
+    type Cas = MemoryCas;
+
+    async fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.step().await;
+        self.inner.get(key).await
+    }
+    async fn set(&self, key: &str, value: &[u8]) -> StoreResult<()> {
+        self.step().await;
+        self.inner.set(key, value).await
+    }
+    async fn delete_many(&self, keys: &[String]) -> StoreResult<()> {
+        self.step().await;
+        self.inner.delete_many(keys).await
+    }
+    async fn increment(&self, key: &str, delta: i64) -> StoreResult<i64> {
+        self.step().await;
+        self.inner.increment(key, delta).await
+    }
+    async fn cas_read(&self, key: &str) -> StoreResult<(MemoryCas, Option<Vec<u8>>)> {
+        self.step().await;
+        self.inner.cas_read(key).await
+    }
+    async fn cas_swap(&self, cas: MemoryCas, new: &[u8]) -> StoreResult<Swapped> {
+        self.step().await;
+        self.inner.cas_swap(cas, new).await
+    }
+}
+
+/// The backend models, with the calls they flagged.
+pub trait Model: Store<Cas = MemoryCas> + Default {
+    fn flagged(&self) -> Vec<Violation>;
+}
+
+impl Model for SpinSqlite {
+    fn flagged(&self) -> Vec<Violation> {
+        self.violations()
+    }
+}
+
+impl Model for SpinRedis {
+    fn flagged(&self) -> Vec<Violation> {
+        self.violations()
+    }
+}
+
+type Task<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
+
+/// Runs `tasks` to completion, one store call at a time in a seeded order; task `i` crashes after
+/// `crash_after[i]` calls if that is set.
+pub fn run<S>(sim: &Sim<S>, rng: &Rng, mut tasks: Vec<Task<'_>>, crash_after: &[Option<u64>]) {
+    *sim.control.budget.borrow_mut() = crash_after
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| Some((i, (*c)?)))
+        .collect();
+    sim.control.crashed.borrow_mut().clear();
+    let mut live: Vec<usize> = (0..tasks.len()).collect();
+    let mut cx = Context::from_waker(Waker::noop());
+    while !live.is_empty() {
+        let pick = live[rng.below(live.len() as u64) as usize];
+        sim.control.current.set(pick);
+        let done = tasks[pick].as_mut().poll(&mut cx).is_ready();
+        if done || sim.control.crashed.borrow().contains(&pick) {
+            live.retain(|t| *t != pick);
+        }
+    }
+}
+
+impl<S: Default> Sim<S> {
+    pub fn new() -> Self {
+        Self {
+            inner: S::default(),
+            control: Rc::new(Control::default()),
+        }
+    }
+}
+
+/// Reads on with `r` as a late reader would, resolving holes, and returns (sequence, kind, id) of
+/// each event in order.
+pub async fn read_on<S: Store>(
+    store: &S,
+    r: &mut Reader,
+    now: Timestamp,
+) -> Vec<(i64, EventKind, String)> {
+    let mut out = Vec::new();
+    // A hole is waited at for the grace period, then resolved: read on, a grace later each time.
+    let mut t = now.0;
+    for _ in 0..64 {
+        loop {
+            let batch = r.next(store, Timestamp(t), 100).await.expect("read");
+            if batch.is_empty() {
+                break;
+            }
+            out.extend(
+                batch
+                    .into_iter()
+                    .map(|l| (l.event.sequence, l.event.kind, l.event.elicitation.id)),
+            );
+        }
+        if !r.has_hole() {
+            break;
+        }
+        t += HOLE_GRACE_MS;
+    }
+    assert!(!r.has_hole(), "a hole outlived its grace");
+    out
+}
+
+/// How often the `kind` event of `id` appears in a log.
+pub fn count(log: &[(i64, EventKind, String)], id: &str, kind: EventKind) -> usize {
+    log.iter().filter(|(_, k, i)| *k == kind && i == id).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    const SEEDS: u64 = 300;
+    const T0: Timestamp = Timestamp(1_000_000);
+
+    fn body(to: &str) -> Vec<u8> {
+        format!(r#"{{"to":"{to}","message":"m","ttlSeconds":60}}"#).into_bytes()
+    }
+
+    /// Each of `n` tasks crashes with probability 1/3, after up to 14 store calls.
+    fn crashes(rng: &Rng, n: usize) -> Vec<Option<u64>> {
+        (0..n)
+            .map(|_| (rng.below(3) == 0).then(|| rng.below(15)))
+            .collect()
+    }
+
+    fn final_kind(status: Status) -> EventKind {
+        match status {
+            Status::Withdrawn => EventKind::Withdrawn,
+            Status::Expired => EventKind::Expired,
+            _ => EventKind::Answered,
+        }
+    }
+
+    /// Answers, a withdrawal, a read past the deadline (an expiry) and a reader race, any of
+    /// them crashing; then a stream's re-drive at the deadline, and late readers.
+    fn racing_transitions<M: Model>(seed: u64) {
+        let rng = Rng::new(seed);
+        let sim = Sim::<M>::new();
+        let created = RefCell::new(None);
+        run(
+            &sim,
+            &rng,
+            vec![Box::pin(async {
+                let c = service::create(&sim, "a", &body("b"), None, T0, "el_1".into()).await;
+                *created.borrow_mut() = Some(c.map(|c| c.elicitation.id));
+            })],
+            &[None],
+        );
+        let id = created.take().unwrap().unwrap();
+        let late = Timestamp(T0.0 + 61_000);
+        let outcomes = RefCell::new(Vec::new());
+        let seen = RefCell::new(Vec::new());
+        let answer = |body: &'static str| {
+            let (sim, id, outcomes) = (&sim, &id, &outcomes);
+            Box::pin(async move {
+                let r = service::respond(sim, "b", id, body.as_bytes(), Timestamp(T0.0 + 1)).await;
+                outcomes.borrow_mut().push(r.map(|e| e.status));
+            }) as Task<'_>
+        };
+        let tasks: Vec<Task<'_>> = vec![
+            answer(r#"{"action":"accept"}"#),
+            answer(r#"{"action":"decline"}"#),
+            answer(r#"{"action":"accept"}"#),
+            Box::pin(async {
+                let r = service::withdraw(&sim, "a", &id, Timestamp(T0.0 + 2)).await;
+                outcomes.borrow_mut().push(r.map(|e| e.status));
+            }),
+            Box::pin(async {
+                let r = service::get(&sim, "a", &id, late).await;
+                outcomes.borrow_mut().push(r.map(|e| e.status));
+            }),
+            Box::pin(async {
+                let mut r = Reader::new("b", 0);
+                for i in 0..4 {
+                    if let Ok(batch) = r.next(&sim, Timestamp(T0.0 + i * 1500), 10).await {
+                        seen.borrow_mut()
+                            .extend(batch.into_iter().map(|l| l.event.sequence));
+                    }
+                }
+            }),
+        ];
+        let crash = crashes(&rng, tasks.len());
+        run(&sim, &rng, tasks, &crash);
+        // A stream at the deadline re-drives whatever a crash left undone.
+        let mut record = None;
+        run(
+            &sim,
+            &rng,
+            vec![Box::pin(async {
+                record = Some(service::expire_due(&sim, "b", &id, late).await.unwrap());
+            })],
+            &[None],
+        );
+        let e = record.unwrap();
+        assert_ne!(e.status, Status::Pending, "seed {seed}");
+        let kind = final_kind(e.status);
+        let mut logs = Vec::new();
+        run(
+            &sim,
+            &rng,
+            vec![Box::pin(async {
+                for agent in ["a", "b"] {
+                    let mut r = Reader::new(agent, 0);
+                    logs.push(read_on(&sim, &mut r, Timestamp(late.0 + 10_000)).await);
+                }
+            })],
+            &[None],
+        );
+        let (a, b) = (&logs[0], &logs[1]);
+        assert_eq!(count(b, &id, EventKind::Created), 1, "seed {seed}: {b:?}");
+        assert_eq!(count(b, &id, kind), 1, "seed {seed}: {b:?}");
+        assert_eq!(count(a, &id, kind), 1, "seed {seed}: {a:?}");
+        assert_eq!(a.len(), 1, "seed {seed}: {a:?}");
+        assert_eq!(b.len(), 2, "seed {seed}: {b:?}");
+        // Whoever was told it succeeded was told the state that won.
+        for s in outcomes.borrow().iter().flatten() {
+            if *s != Status::Pending {
+                assert!(
+                    *s == e.status || e.status == Status::Expired || *s == Status::Expired,
+                    "seed {seed}: told {s:?}, final {:?}",
+                    e.status
+                );
+            }
+        }
+        // The concurrent reader got events in order, each once.
+        let seen = seen.borrow();
+        assert!(
+            seen.windows(2).all(|w| w[0] < w[1]),
+            "seed {seed}: {seen:?}"
+        );
+        assert_eq!(sim.inner.flagged(), [], "seed {seed}");
+    }
+
+    /// Twin creates with one `Idempotency-Key`, any crashing; then a replay.
+    fn idempotent_twins<M: Model>(seed: u64) {
+        let rng = Rng::new(seed);
+        let sim = Sim::<M>::new();
+        let ids = RefCell::new(Vec::new());
+        let twin = |n: usize| {
+            let (sim, ids) = (&sim, &ids);
+            Box::pin(async move {
+                let r =
+                    service::create(sim, "a", &body("b"), Some("k"), T0, format!("el_t{n}")).await;
+                if let Ok(c) = r {
+                    ids.borrow_mut().push(c.elicitation.id);
+                }
+            }) as Task<'_>
+        };
+        let tasks = vec![twin(0), twin(1), twin(2)];
+        let crash = crashes(&rng, tasks.len());
+        run(&sim, &rng, tasks, &crash);
+        let mut replay = None;
+        run(&sim, &rng, vec![twin(9)], &[None]);
+        run(
+            &sim,
+            &rng,
+            vec![Box::pin(async {
+                let mut r = Reader::new("b", 0);
+                replay = Some(read_on(&sim, &mut r, Timestamp(T0.0 + 10_000)).await);
+            })],
+            &[None],
+        );
+        let ids = ids.borrow();
+        let winner = ids.last().expect("the replay returns").clone();
+        assert!(ids.iter().all(|i| *i == winner), "seed {seed}: {ids:?}");
+        let log = replay.unwrap();
+        assert_eq!(log.len(), 1, "seed {seed}: {log:?}");
+        assert_eq!(count(&log, &winner, EventKind::Created), 1, "seed {seed}");
+        assert_eq!(sim.inner.flagged(), [], "seed {seed}");
+    }
+
+    /// Creates to one agent, any crashing, while a stream starts at the head: it must get every
+    /// event that was not already there when it started, once.
+    fn fresh_reader_among_writers<M: Model>(seed: u64) {
+        let rng = Rng::new(seed);
+        let sim = Sim::<M>::new();
+        let mk = |from: &'static str, n: usize| {
+            let sim = &sim;
+            Box::pin(async move {
+                let _ =
+                    service::create(sim, from, &body("b"), None, T0, format!("el_{from}{n}")).await;
+            }) as Task<'_>
+        };
+        run(&sim, &rng, vec![mk("x", 0), mk("x", 1)], &[None, None]);
+        let fresh = RefCell::new(None);
+        let got = RefCell::new(Vec::new());
+        let mut tasks = vec![mk("p", 0), mk("q", 0), mk("r", 0), mk("s", 0)];
+        let mut crash = crashes(&rng, tasks.len());
+        tasks.push(Box::pin(async {
+            let head = crate::log::head(&sim, "b").await.unwrap();
+            let mut r = Reader::fresh(&sim, "b", head).await.unwrap();
+            let start = (r.cursor(), r.history_for_tests());
+            for i in 0..3 {
+                if let Ok(batch) = r.next(&sim, Timestamp(T0.0 + i * 1000), 10).await {
+                    got.borrow_mut()
+                        .extend(batch.into_iter().map(|l| l.event.sequence));
+                }
+            }
+            *fresh.borrow_mut() = Some((r, start));
+        }));
+        crash.push(None);
+        run(&sim, &rng, tasks, &crash);
+        let (mut r, (cursor, history)) = fresh.take().unwrap();
+        let mut all = Vec::new();
+        run(
+            &sim,
+            &rng,
+            vec![Box::pin(async {
+                let late = Timestamp(T0.0 + 20_000);
+                let rest = read_on(&sim, &mut r, late).await;
+                got.borrow_mut().extend(rest.into_iter().map(|e| e.0));
+                all = read_on(&sim, &mut Reader::new("b", 0), late).await;
+            })],
+            &[None],
+        );
+        let got = got.borrow();
+        let unique: BTreeSet<i64> = got.iter().copied().collect();
+        assert_eq!(unique.len(), got.len(), "seed {seed}: twice in {got:?}");
+        for (seq, _, _) in &all {
+            if *seq > cursor && !history.contains(seq) {
+                assert!(
+                    unique.contains(seq),
+                    "seed {seed}: {seq} missed; got {got:?}, all {all:?}"
+                );
+            }
+        }
+        assert_eq!(sim.inner.flagged(), [], "seed {seed}");
+    }
+
+    #[test]
+    fn racing_transitions_with_crashes_on_spin_sqlite() {
+        (0..SEEDS).for_each(racing_transitions::<SpinSqlite>);
+    }
+
+    #[test]
+    fn racing_transitions_with_crashes_on_spin_redis() {
+        (0..SEEDS).for_each(racing_transitions::<SpinRedis>);
+    }
+
+    #[test]
+    fn idempotent_twins_with_crashes_on_spin_sqlite() {
+        (0..SEEDS).for_each(idempotent_twins::<SpinSqlite>);
+    }
+
+    #[test]
+    fn idempotent_twins_with_crashes_on_spin_redis() {
+        (0..SEEDS).for_each(idempotent_twins::<SpinRedis>);
+    }
+
+    #[test]
+    fn a_fresh_reader_among_crashing_writers_on_spin_sqlite() {
+        (0..SEEDS).for_each(fresh_reader_among_writers::<SpinSqlite>);
+    }
+
+    #[test]
+    fn a_fresh_reader_among_crashing_writers_on_spin_redis() {
+        (0..SEEDS).for_each(fresh_reader_among_writers::<SpinRedis>);
+    }
+
+    #[test]
+    fn the_scheduler_interleaves_and_crashes() {
+        // Two tasks of three increments each: some seed interleaves them, and a crash after one
+        // call leaves exactly one increment of that task.
+        let mut interleaved = false;
+        for seed in 0..20 {
+            let sim = Sim::<SpinSqlite>::new();
+            let order = RefCell::new(Vec::new());
+            let task = |t: u8| {
+                let (sim, order) = (&sim, &order);
+                Box::pin(async move {
+                    for _ in 0..3 {
+                        sim.increment("n", 1).await.unwrap();
+                        order.borrow_mut().push(t);
+                    }
+                }) as Task<'_>
+            };
+            run(
+                &sim,
+                &Rng::new(seed),
+                vec![task(0), task(1)],
+                &[None, Some(1)],
+            );
+            let order = order.borrow();
+            assert_eq!(order.iter().filter(|t| **t == 1).count(), 1);
+            interleaved |= order.first() == Some(&1);
+        }
+        assert!(interleaved);
+    }
+}
