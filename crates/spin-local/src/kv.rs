@@ -1,10 +1,37 @@
 //! Key-value storage behind the `spin:key-value` and `wasi:keyvalue` interfaces.
 //!
 //! [`KvBackend`] is the seam: the components see one store per label, and every backend offers the
-//! operations both interfaces need, including the atomic ones (`increment`, compare-and-swap). The
-//! default backend is SQLite with Spin's own schema, so a `.spin/sqlite_key_value.db` written here can
-//! be read by `spin up` and the other way round. A networked backend (Redis, as Spin's `type = "redis"`)
-//! implements the same trait.
+//! operations both interfaces need, shaped like Spin's own `Store` trait: plain reads and writes,
+//! batches, `increment`, and compare-and-swap as a backend-specific [`KvCas`] object that
+//! [`KvBackend::new_cas`] makes and whose [`KvCas::current`] and [`KvCas::swap`] the
+//! `wasi:keyvalue/atomics` `cas` resource calls. Two backends exist, as in Spin:
+//!
+//! - SQLite (`type = "spin"`, the default), with Spin's own schema, so a `.spin/sqlite_key_value.db`
+//!   written here can be read by `spin up` and the other way round;
+//! - Redis (`type = "redis"`, `url = "redis://host:port[/db]"`, [`redis_store`]), with the client
+//!   and the command sequences of Spin's `key-value-redis`.
+//!
+//! # Semantics
+//!
+//! By default ([`Semantics::Spin`]) both backends reproduce what Spin's backends do, defects
+//! included, so that an application tested here behaves the same on `spin up`. For SQLite:
+//!
+//! - `get-many` leaves missing keys out and answers the found ones in key order, each once (Spin
+//!   runs `SELECT key, value … WHERE key IN rarray(…)`);
+//! - `cas.new` reads nothing; `current()` reads the value and keeps it in the cas; `swap(v)` with a
+//!   kept value `old` writes only `WHERE value = old` (atomic; no row → `cas-failed`), but with no
+//!   kept value (`current()` found no key, or was never called) it is an unconditional upsert that
+//!   reports success, so a racing creator is silently overwritten;
+//! - `increment` of a value that is not 8 bytes fails the call (Spin's host panics instead).
+//!
+//! [`Semantics::Interface`] (`spin-local up --kv-semantics interface`) follows the `wasi:keyvalue`
+//! documentation instead: `get-many` answers every requested key in order with `none` for missing
+//! ones, a swap after `current()` found no key creates the key only if it is still absent, and
+//! every swap reports what it did. (A swap without `current()` overwrites in both modes: the
+//! interface lets `current()` be skipped when overwriting is all that is needed.) The Redis
+//! differences are listed in [`redis_store`].
+//!
+//! # Calls
 //!
 //! Every call returns a future, so a component instance waiting on the store holds no thread. The
 //! SQLite backend commits in groups. A call that finds the file idle runs at once on the caller's
@@ -13,9 +40,11 @@
 //! queued, each time all of it in one transaction. Each call still sees the effects of those
 //! before it in the queue, and its caller hears back only after the commit, so order and
 //! atomicity are those of one call per transaction. What changes is the cost: a commit appends the
-//! pages it touched to the write-ahead log once for the whole group.
+//! pages it touched to the write-ahead log once for the whole group. A SQLite call is queued when
+//! it is made (its future only carries the answer); `increment`, `cas.current()` and `swap` are
+//! calls in that queue like the others. A Redis call is sent when its future is first polled.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -23,12 +52,14 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
 use crate::stats::{Counted, KvStats};
+
+pub mod redis_store;
 
 /// Errors a backend reports to the guest as `other(..)`.
 pub type KvResult<T> = Result<T, String>;
@@ -36,9 +67,37 @@ pub type KvResult<T> = Result<T, String>;
 /// The answer to one call.
 pub type KvFuture<T> = Pin<Box<dyn Future<Output = KvResult<T>> + Send>>;
 
-/// One key-value store (one label). A call takes effect when it is made; its future only carries
-/// the answer.
+/// Which behaviour the backends give where Spin's backends depart from the interfaces' documentation
+/// (see the module documentation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Semantics {
+    /// What Spin's own backends do, defects included (the default).
+    #[default]
+    Spin,
+    /// What the `wasi:keyvalue` documentation asks for.
+    Interface,
+}
+
+/// How a swap ended when the store answered it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Swapped {
+    /// The value was written, and the swap reports success.
+    Done,
+    /// The swap reports `cas-failed`.
+    Failed {
+        /// Whether the value was written nonetheless (Spin's Redis backend reports every swap as
+        /// failed); counted as a written key.
+        wrote: bool,
+        /// Why the backend reported the failure (for logs and tests; the guest sees no reason).
+        reason: String,
+    },
+}
+
+/// One key-value store (one label), shaped like Spin's `Store`.
 pub trait KvBackend: Send + Sync {
+    /// Called when a component opens the store: Spin's `StoreManager::get` and `after_open` (Redis
+    /// makes its connection on the first open and pings; SQLite has nothing to do).
+    fn open(&self) -> KvFuture<()>;
     /// The value of `key`, if any.
     fn get(&self, key: &str) -> KvFuture<Option<Vec<u8>>>;
     /// Upserts `key`.
@@ -47,31 +106,63 @@ pub trait KvBackend: Send + Sync {
     fn delete(&self, key: &str) -> KvFuture<()>;
     /// Whether `key` exists.
     fn exists(&self, key: &str) -> KvFuture<bool>;
-    /// Every key, sorted.
+    /// Every key, as `wasi:keyvalue` `list-keys` gets them (SQLite: sorted; Redis: `KEYS *`).
     fn keys(&self) -> KvFuture<Vec<String>>;
-    /// Values of several keys, in order.
-    fn get_many(&self, keys: &[String]) -> KvFuture<Vec<Option<Vec<u8>>>>;
+    /// Every key, as `spin:key-value@3.0.0` `get-keys` gets them (Spin streams them; Redis: `SCAN`,
+    /// which may repeat a key). The same as [`KvBackend::keys`] unless a backend says otherwise.
+    fn scan_keys(&self) -> KvFuture<Vec<String>> {
+        self.keys()
+    }
+    /// `get-many`: pairs of key and value, as the backend answers (see the module documentation
+    /// for which keys, in which order). Never called with no keys: the host answers that itself.
+    fn get_many(&self, keys: &[String]) -> KvFuture<Vec<(String, Option<Vec<u8>>)>>;
     /// Upserts several keys at once (all or nothing).
     fn set_many(&self, entries: &[(String, Vec<u8>)]) -> KvFuture<()>;
     /// Removes several keys at once.
     fn delete_many(&self, keys: &[String]) -> KvFuture<()>;
-    /// Adds `delta` to the 8-byte little-endian integer at `key` (absent = 0) and returns the result.
+    /// Adds `delta` to the integer at `key` (absent = 0) and returns the result (SQLite: 8
+    /// little-endian bytes; Redis: `INCRBY`, ASCII decimal).
     fn increment(&self, key: &str, delta: i64) -> KvFuture<i64>;
-    /// Writes `new` only if the current value is still `expected` (`None` = the key is absent).
-    /// Returns `Ok(None)` on success, or `Ok(Some(current))` when the value had changed.
-    fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: &[u8],
-    ) -> KvFuture<Option<Option<Vec<u8>>>>;
+    /// `cas.new`: a compare-and-swap on `key`, in the backend's own way (SQLite reads nothing;
+    /// Redis opens a connection of its own).
+    fn new_cas(&self, key: &str) -> KvFuture<Box<dyn KvCas>>;
+}
+
+/// One compare-and-swap on one key, made by [`KvBackend::new_cas`]: Spin's `Cas`.
+pub trait KvCas: Send + Sync {
+    /// `cas.current()`: the value of the key now (and what the backend keeps for the swap).
+    fn current(&self) -> KvFuture<Option<Vec<u8>>>;
+    /// `swap`: writes `value` as the backend's compare-and-swap does and says how it ended; an
+    /// `Err` is a store error.
+    fn swap(self: Box<Self>, value: Vec<u8>) -> KvFuture<Swapped>;
 }
 
 /// SQLite store: table `spin_key_value(store, key, value)` exactly as Spin creates it. Stores of
 /// several labels may share one file, and so one [`Writer`].
+#[derive(Clone)]
 pub struct SqliteKv {
     writer: Arc<Writer>,
     label: Arc<str>,
+    semantics: Semantics,
+}
+
+/// What a SQLite cas keeps between `current()` and `swap`, like Spin's `CompareAndSwap::value`
+/// (which cannot tell `Unread` from `Read(None)`).
+#[derive(Clone, Debug)]
+enum Seen {
+    /// `current()` was not called (not answered yet).
+    Unread,
+    /// What the last `current()` read.
+    Read(Option<Vec<u8>>),
+}
+
+/// A compare-and-swap on a SQLite store (see the module documentation).
+struct SqliteCas {
+    store: SqliteKv,
+    key: Arc<str>,
+    /// Set by the `current()` call itself, as it runs in the queue, so a swap queued behind it
+    /// compares with what it read.
+    seen: Arc<Mutex<Seen>>,
 }
 
 /// One call waiting for the connection.
@@ -359,7 +450,34 @@ fn remove(conn: &Connection, label: &str, key: &str) -> rusqlite::Result<()> {
         .map(drop)
 }
 
+/// Writes `new` over `old` only: Spin's `UPDATE … WHERE value = old`. Returns the rows changed.
+fn write_over(
+    conn: &Connection,
+    label: &str,
+    key: &str,
+    old: &[u8],
+    new: &[u8],
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "UPDATE spin_key_value SET value = ?4 WHERE store = ?1 AND key = ?2 AND value = ?3",
+    )?
+    .execute((label, key, old, new))
+}
+
+/// Creates `key` only if it is absent. Returns the rows changed.
+fn create(conn: &Connection, label: &str, key: &str, value: &[u8]) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+         ON CONFLICT(store, key) DO NOTHING",
+    )?
+    .execute((label, key, value))
+}
+
 impl KvBackend for SqliteKv {
+    fn open(&self) -> KvFuture<()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
     fn get(&self, key: &str) -> KvFuture<Option<Vec<u8>>> {
         let key = key.to_string();
         self.read(move |c, l| read(c, l, &key))
@@ -384,6 +502,7 @@ impl KvBackend for SqliteKv {
     }
 
     fn keys(&self) -> KvFuture<Vec<String>> {
+        // Spin's `SELECT key … WHERE store = ?` walks the primary-key index, so in key order too.
         self.read(|c, l| {
             let mut st =
                 c.prepare_cached("SELECT key FROM spin_key_value WHERE store = ?1 ORDER BY key")?;
@@ -391,9 +510,31 @@ impl KvBackend for SqliteKv {
         })
     }
 
-    fn get_many(&self, keys: &[String]) -> KvFuture<Vec<Option<Vec<u8>>>> {
-        let keys = keys.to_vec();
-        self.read(move |c, l| keys.iter().map(|k| read(c, l, k)).collect())
+    fn get_many(&self, keys: &[String]) -> KvFuture<Vec<(String, Option<Vec<u8>>)>> {
+        match self.semantics {
+            Semantics::Spin => {
+                // `key IN rarray(…)` probes the index once per distinct key, in key order, and
+                // yields only the rows it finds.
+                let keys: BTreeSet<String> = keys.iter().cloned().collect();
+                self.read(move |c, l| {
+                    let mut found = Vec::new();
+                    for k in &keys {
+                        if let Some(v) = read(c, l, k)? {
+                            found.push((k.clone(), Some(v)));
+                        }
+                    }
+                    Ok(found)
+                })
+            }
+            Semantics::Interface => {
+                let keys = keys.to_vec();
+                self.read(move |c, l| {
+                    keys.iter()
+                        .map(|k| Ok((k.clone(), read(c, l, k)?)))
+                        .collect()
+                })
+            }
+        }
     }
 
     fn set_many(&self, entries: &[(String, Vec<u8>)]) -> KvFuture<()> {
@@ -413,6 +554,7 @@ impl KvBackend for SqliteKv {
                 None => 0,
                 Some(bytes) => match <[u8; 8]>::try_from(bytes.as_slice()) {
                     Ok(b) => i64::from_le_bytes(b),
+                    // Spin's host panics here (`expect("incorrect length")`); an error is kinder.
                     Err(_) => {
                         return Ok(Err(format!(
                             "cannot increment {key:?}: its value is {} bytes, not an 8-byte integer",
@@ -428,20 +570,49 @@ impl KvBackend for SqliteKv {
         Box::pin(async move { done.await? })
     }
 
-    fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: &[u8],
-    ) -> KvFuture<Option<Option<Vec<u8>>>> {
-        let (key, expected, new) = (key.to_string(), expected.map(<[u8]>::to_vec), new.to_vec());
-        self.call(move |c, l| {
-            let current = read(c, l, &key)?;
-            if current != expected {
-                return Ok(Some(current));
-            }
-            write(c, l, &key, &new)?;
-            Ok(None)
+    fn new_cas(&self, key: &str) -> KvFuture<Box<dyn KvCas>> {
+        let cas = SqliteCas {
+            store: self.clone(),
+            key: key.into(),
+            seen: Arc::new(Mutex::new(Seen::Unread)),
+        };
+        Box::pin(std::future::ready(Ok(Box::new(cas) as Box<dyn KvCas>)))
+    }
+}
+
+impl KvCas for SqliteCas {
+    fn current(&self) -> KvFuture<Option<Vec<u8>>> {
+        let (key, seen) = (self.key.clone(), self.seen.clone());
+        self.store.read(move |c, l| {
+            let value = read(c, l, &key)?;
+            *lock(&seen) = Seen::Read(value.clone());
+            Ok(value)
+        })
+    }
+
+    fn swap(self: Box<Self>, value: Vec<u8>) -> KvFuture<Swapped> {
+        let Self { store, key, seen } = *self;
+        let semantics = store.semantics;
+        store.call(move |c, l| {
+            // What `current()` kept by the time this call runs, as Spin reads it at the swap.
+            let seen = lock(&seen).clone();
+            let changed = match (seen, semantics) {
+                (Seen::Read(Some(old)), _) => write_over(c, l, &key, &old, &value)?,
+                (Seen::Read(None), Semantics::Interface) => create(c, l, &key, &value)?,
+                // Spin: nothing kept, so an upsert, which always changes its one row.
+                (Seen::Read(None) | Seen::Unread, _) => {
+                    write(c, l, &key, &value)?;
+                    1
+                }
+            };
+            Ok(if changed == 1 {
+                Swapped::Done
+            } else {
+                Swapped::Failed {
+                    wrote: false,
+                    reason: "failed to update 1 row".into(),
+                }
+            })
         })
     }
 }
@@ -533,9 +704,10 @@ pub enum StoreConfig {
         /// File path, relative to the runtime config file; default `<state dir>/sqlite_key_value.db`.
         path: Option<PathBuf>,
     },
-    /// Redis (recognised, not offered by this runtime yet).
+    /// Redis server; the label is not part of the keys, so every label on one server (and
+    /// database) shares one keyspace, as in Spin.
     Redis {
-        /// Connection URL.
+        /// Connection URL: `redis://host:port[/db]` (also `redis+unix:///path`).
         url: String,
     },
 }
@@ -553,15 +725,18 @@ impl RuntimeConfig {
 #[derive(Clone, Default)]
 pub struct Stores {
     by_label: BTreeMap<String, Arc<dyn KvBackend>>,
+    semantics: Semantics,
 }
 
 impl Stores {
-    /// Builds the stores: `default` plus every label the runtime config defines.
-    /// `config_dir` resolves relative paths of the runtime config.
+    /// Builds the stores: `default` plus every label the runtime config defines, all with
+    /// `semantics`. `config_dir` resolves relative paths of the runtime config. No Redis server
+    /// is contacted yet: each Redis label connects when a component first opens it.
     pub fn open(
         config: &RuntimeConfig,
         config_dir: &Path,
         state_dir: &Path,
+        semantics: Semantics,
     ) -> anyhow::Result<(Self, Vec<String>)> {
         let mut by_label: BTreeMap<String, Arc<dyn KvBackend>> = BTreeMap::new();
         let mut files: BTreeMap<PathBuf, Arc<Writer>> = BTreeMap::new();
@@ -580,9 +755,14 @@ impl Stores {
                 None | Some(StoreConfig::Spin { path: None }) => default_path.clone(),
                 Some(StoreConfig::Spin { path: Some(p) }) => config_dir.join(p),
                 Some(StoreConfig::Redis { url }) => {
-                    bail!(
-                        "key-value store {label:?}: type \"redis\" ({url}) is not available in spin-local yet"
-                    )
+                    let redis = redis_store::RedisKv::new(url, semantics)
+                        .with_context(|| format!("key-value store {label:?}"))?;
+                    notes.push(format!(
+                        "Storing {label} key-value data to {}.",
+                        redis.summary()
+                    ));
+                    by_label.insert(label.to_string(), Arc::new(redis));
+                    continue;
                 }
             };
             let writer = match files.get(&path) {
@@ -602,10 +782,17 @@ impl Stores {
                 Arc::new(SqliteKv {
                     writer,
                     label: label.into(),
+                    semantics,
                 }),
             );
         }
-        Ok((Self { by_label }, notes))
+        Ok((
+            Self {
+                by_label,
+                semantics,
+            },
+            notes,
+        ))
     }
 
     /// The backend for `label`, if the application has one.
@@ -618,6 +805,11 @@ impl Stores {
         self.by_label.contains_key(label)
     }
 
+    /// The semantics the stores were opened with (the host follows them too).
+    pub fn semantics(&self) -> Semantics {
+        self.semantics
+    }
+
     /// The same stores, each counting its operations into `stats`.
     pub fn counted(&self, stats: &Arc<KvStats>) -> Self {
         let by_label = self
@@ -628,21 +820,33 @@ impl Stores {
                 (label.clone(), counted)
             })
             .collect();
-        Self { by_label }
+        Self {
+            by_label,
+            semantics: self.semantics,
+        }
     }
 }
 
 /// A store in a directory of its own that is removed when the returned guard is dropped, for tests.
 #[cfg(test)]
 pub fn scratch() -> (tests::Dir, Arc<dyn KvBackend>) {
+    scratch_with(Semantics::Spin)
+}
+
+/// [`scratch`] with the given semantics.
+#[cfg(test)]
+pub fn scratch_with(semantics: Semantics) -> (tests::Dir, Arc<dyn KvBackend>) {
     let dir = tests::Dir::new();
-    let (stores, _) = Stores::open(&RuntimeConfig::default(), dir.path(), dir.path()).unwrap();
+    let (stores, _) =
+        Stores::open(&RuntimeConfig::default(), dir.path(), dir.path(), semantics).unwrap();
     let kv = stores.get("default").unwrap();
     (dir, kv)
 }
 
 #[cfg(test)]
 mod tests {
+    use futures::FutureExt;
+
     use super::*;
 
     fn now<T>(call: KvFuture<T>) -> KvResult<T> {
@@ -680,6 +884,12 @@ mod tests {
         }
     }
 
+    fn pairs(list: &[(&str, Option<&[u8]>)]) -> Vec<(String, Option<Vec<u8>>)> {
+        list.iter()
+            .map(|(k, v)| ((*k).to_string(), v.map(<[u8]>::to_vec)))
+            .collect()
+    }
+
     #[test]
     fn set_get_delete_keys() {
         let (_d, kv) = store();
@@ -688,38 +898,85 @@ mod tests {
         now(kv.set("a", b"3")).unwrap();
         assert_eq!(now(kv.get("a")).unwrap(), Some(b"3".to_vec()));
         assert_eq!(now(kv.keys()).unwrap(), ["a", "b"]);
+        assert_eq!(now(kv.scan_keys()).unwrap(), ["a", "b"]);
         now(kv.delete("a")).unwrap();
         assert!(!now(kv.exists("a")).unwrap());
+        assert!(now(kv.exists("b")).unwrap());
+        now(kv.set_many(&[("c".into(), b"4".to_vec()), ("d".into(), b"5".to_vec())])).unwrap();
+        now(kv.delete_many(&["b".into(), "c".into(), "nope".into()])).unwrap();
+        assert_eq!(now(kv.keys()).unwrap(), ["d"]);
+    }
+
+    /// Spin's SQLite `get_many` is `SELECT key, value … WHERE key IN rarray(…)`: only the keys it
+    /// finds, each once, in key order.
+    #[test]
+    fn sqlite_get_many_leaves_missing_keys_out_like_spin() {
+        let (_d, kv) = store();
+        now(kv.set("b", b"2")).unwrap();
+        now(kv.set("a", b"1")).unwrap();
+        let keys = ["b", "missing", "a", "b"].map(String::from);
         assert_eq!(
-            now(kv.get_many(&["a".into(), "b".into()])).unwrap(),
-            vec![None, Some(b"2".to_vec())]
+            now(kv.get_many(&keys)).unwrap(),
+            pairs(&[("a", Some(b"1")), ("b", Some(b"2"))])
+        );
+        assert_eq!(now(kv.get_many(&["missing".into()])).unwrap(), []);
+    }
+
+    /// With `--kv-semantics interface`, `get_many` answers every key asked, in order, with `None`
+    /// for the missing ones.
+    #[test]
+    fn sqlite_get_many_in_interface_mode_answers_every_key_in_order() {
+        let (_d, kv) = scratch_with(Semantics::Interface);
+        now(kv.set("b", b"2")).unwrap();
+        now(kv.set("a", b"1")).unwrap();
+        let keys = ["b", "missing", "a", "b"].map(String::from);
+        assert_eq!(
+            now(kv.get_many(&keys)).unwrap(),
+            pairs(&[
+                ("b", Some(b"2")),
+                ("missing", None),
+                ("a", Some(b"1")),
+                ("b", Some(b"2")),
+            ])
         );
     }
 
+    /// Spin's SQLite `increment` reads, adds and writes back 8 little-endian bytes; a missing key
+    /// counts as 0.
     #[test]
-    fn increment_is_eight_le_bytes_and_rejects_other_values() {
+    fn sqlite_increment_is_eight_le_bytes_like_spin() {
         let (_d, kv) = store();
         assert_eq!(now(kv.increment("n", 1)).unwrap(), 1);
         assert_eq!(now(kv.increment("n", 5)).unwrap(), 6);
-        assert_eq!(now(kv.get("n")).unwrap(), Some(6i64.to_le_bytes().to_vec()));
+        assert_eq!(now(kv.increment("n", -10)).unwrap(), -4);
+        assert_eq!(
+            now(kv.get("n")).unwrap(),
+            Some((-4i64).to_le_bytes().to_vec())
+        );
+    }
+
+    /// Spin's host panics (`expect("incorrect length")`) when the value is not 8 bytes; here the
+    /// call fails and the value stays.
+    #[test]
+    fn sqlite_increment_of_a_non_counter_is_an_error_where_spin_panics() {
+        let (_d, kv) = store();
         now(kv.set("s", b"abc")).unwrap();
-        assert!(now(kv.increment("s", 1)).is_err());
+        assert!(
+            now(kv.increment("s", 1))
+                .unwrap_err()
+                .contains("not an 8-byte integer")
+        );
         assert_eq!(now(kv.get("s")).unwrap(), Some(b"abc".to_vec()));
     }
 
+    /// Spin's SQLite `cas.new` reads nothing: it is answered while the store is busy, with nothing
+    /// queued.
     #[test]
-    fn compare_and_swap_including_absent_keys() {
-        let (_d, kv) = store();
-        assert_eq!(now(kv.compare_and_swap("k", None, b"1")).unwrap(), None);
-        assert_eq!(
-            now(kv.compare_and_swap("k", None, b"2")).unwrap(),
-            Some(Some(b"1".to_vec()))
-        );
-        assert_eq!(
-            now(kv.compare_and_swap("k", Some(b"1"), b"3")).unwrap(),
-            None
-        );
-        assert_eq!(now(kv.get("k")).unwrap(), Some(b"3".to_vec()));
+    fn sqlite_cas_new_reads_nothing_like_spin() {
+        let held = Held::new();
+        let cas = held.0.new_cas("k").now_or_never();
+        assert!(matches!(cas, Some(Ok(_))), "answered without the store");
+        assert!(lock(&held.0.writer.queue).jobs.is_empty());
     }
 
     #[test]
@@ -754,6 +1011,7 @@ mod tests {
             let kv = SqliteKv {
                 writer: Writer::new(conn).unwrap(),
                 label: "default".into(),
+                semantics: Semantics::Spin,
             };
             lock(&kv.writer.queue).busy = true;
             Self(kv)
@@ -771,19 +1029,27 @@ mod tests {
         let kv = &held.0;
         let before = kv.transactions();
         let set = kv.set("k", b"a");
-        let swapped = kv.compare_and_swap("k", Some(b"a"), b"b");
-        let stale = kv.compare_and_swap("k", Some(b"a"), b"c");
+        // Two cas on `k` read `a`; the first swap wins, the second finds `b` and fails.
+        let (first, second) = (now(kv.new_cas("k")).unwrap(), now(kv.new_cas("k")).unwrap());
+        let (read_first, read_second) = (first.current(), second.current());
+        let swapped = first.swap(b"b".to_vec());
+        let stale = second.swap(b"c".to_vec());
         let counts: Vec<_> = (0..100).map(|_| kv.increment("n", 1)).collect();
         let read = kv.get_many(&["k".into(), "n".into()]);
         held.release();
         now(set).unwrap();
-        assert_eq!(now(swapped).unwrap(), None);
-        assert_eq!(now(stale).unwrap(), Some(Some(b"b".to_vec())));
+        assert_eq!(now(read_first).unwrap(), Some(b"a".to_vec()));
+        assert_eq!(now(read_second).unwrap(), Some(b"a".to_vec()));
+        assert_eq!(now(swapped).unwrap(), Swapped::Done);
+        assert!(matches!(
+            now(stale).unwrap(),
+            Swapped::Failed { wrote: false, .. }
+        ));
         let counts: Vec<i64> = counts.into_iter().map(|c| now(c).unwrap()).collect();
         assert_eq!(counts, (1..=100).collect::<Vec<_>>());
         assert_eq!(
             now(read).unwrap(),
-            vec![Some(b"b".to_vec()), Some(100i64.to_le_bytes().to_vec())]
+            pairs(&[("k", Some(b"b")), ("n", Some(&100i64.to_le_bytes()))])
         );
         assert_eq!(
             kv.transactions() - before,

@@ -5,7 +5,8 @@
 //! - [`manifest`] reads the manifest strictly; [`variables`] resolves application variables;
 //! - [`routes`] implements Spin's HTTP routing; [`server`] runs the components on wasmtime with
 //!   instance reuse and sets Spin's request headers;
-//! - [`capabilities`] implements the Spin interfaces in `wit/` over the stores of [`kv`];
+//! - [`capabilities`] implements the Spin interfaces in `wit/` over the stores of [`kv`] (SQLite
+//!   or Redis, with Spin's behaviour by default; `--kv-semantics interface` for the documented one);
 //! - [`stats`] counts store operations, requests and instances for `/.well-known/spin/stats`.
 //!
 //! `spin-local build` runs each component's `[component.<id>.build]` command; `--up` then serves.
@@ -26,7 +27,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
-use crate::kv::{RuntimeConfig, Stores};
+use crate::kv::{RuntimeConfig, Semantics, Stores};
 use crate::manifest::App;
 use crate::server::{Reuse, ServeOptions, Server};
 use crate::variables::Variables;
@@ -64,9 +65,19 @@ struct UpArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "SPIN_HTTP_LISTEN_ADDR", default_value = "127.0.0.1:3000")]
     listen: SocketAddr,
-    /// Runtime configuration (key-value stores).
+    /// Runtime configuration (key-value stores: `[key_value_store.<label>]` with `type = "spin"`
+    /// and an optional `path`, or `type = "redis"` and `url = "redis://host:port[/db]"`).
     #[arg(long)]
     runtime_config_file: Option<PathBuf>,
+    /// Key-value behaviour where Spin's backends depart from the interfaces' documentation.
+    /// `spin` (the default) does what Spin's backends do, defects included: SQLite `get-many`
+    /// leaves missing keys out, a compare-and-swap from a missing key is an unconditional upsert,
+    /// Redis `get-many` sends `KEYS` (an error for two keys or more) and every Redis swap reports
+    /// `cas-failed`, also when it wrote. `interface` follows `wasi:keyvalue` instead: `get-many`
+    /// answers every key in order (`none` when missing), a swap from a missing key only creates
+    /// it, every swap reports what it did, and `list-keys` accepts a cursor.
+    #[arg(long, value_enum, default_value_t = Semantics::Spin)]
+    kv_semantics: Semantics,
     /// Directory for logs and default stores (default: `.spin` beside the manifest).
     #[arg(long)]
     state_dir: Option<PathBuf>,
@@ -193,7 +204,8 @@ fn up(args: &UpArgs) -> anyhow::Result<()> {
 
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let (stores, notes) = Stores::open(&runtime_config, &config_dir, &state_dir)?;
+        let (stores, notes) =
+            Stores::open(&runtime_config, &config_dir, &state_dir, args.kv_semantics)?;
         let server = Server::prepare(&app, &stores, &variables, &opts)?;
         for n in notes {
             eprintln!("{n}");

@@ -1,27 +1,82 @@
 //! Counters the host keeps about its own work, served as JSON at `/.well-known/spin/stats` (the
-//! host's reserved path space, like `health` and `info`): key-value operations by kind and keys
+//! host's reserved path space, like `health` and `info`): key-value calls by operation and keys
 //! touched, and per component the requests routed to it and its live and started instances.
 //! The benchmark samples them before and after a run to report store load and instance sharing.
+//!
+//! `keyValue` holds `calls` (every store operation, opens excepted), `keysRead`, `keysWritten`,
+//! `swapConflicts` (swaps that reported `cas-failed`), `errors`, and `operations`: the calls of
+//! each operation by name (`open`, `get`, `set`, `delete`, `exists`, `keys`, `getMany`,
+//! `setMany`, `deleteMany`, `increment`, `casNew`, `casCurrent`, `swap`, `swapFailed`), whatever
+//! their outcome. The calls the host makes by itself count too: after a failed swap, Spin's host
+//! makes a new cas and calls its `current()`, so one failed swap counts `swap`, `swapFailed`,
+//! `casNew` and `casCurrent`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::kv::{KvBackend, KvFuture};
+use crate::kv::{KvBackend, KvCas, KvFuture, Swapped};
+
+/// The operations counted one by one.
+#[derive(Clone, Copy)]
+enum Op {
+    Open,
+    Get,
+    Set,
+    Delete,
+    Exists,
+    Keys,
+    GetMany,
+    SetMany,
+    DeleteMany,
+    Increment,
+    CasNew,
+    CasCurrent,
+    Swap,
+    SwapFailed,
+}
+
+/// Each [`Op`]'s name in the JSON document, in the order of the enum.
+const OP_NAMES: [&str; 14] = [
+    "open",
+    "get",
+    "set",
+    "delete",
+    "exists",
+    "keys",
+    "getMany",
+    "setMany",
+    "deleteMany",
+    "increment",
+    "casNew",
+    "casCurrent",
+    "swap",
+    "swapFailed",
+];
 
 /// Key-value counters, shared by every store.
 #[derive(Default)]
 pub struct KvStats {
-    /// Calls of any operation.
+    /// Calls of any operation but `open`.
     calls: AtomicU64,
-    /// Keys read (`get`, `exists`, each key of `get_many`, the read of a compare-and-swap).
+    /// Keys read (`get`, `exists`, each key asked of `get_many`, the keys `keys` listed, a cas's
+    /// `current()`, the read of `increment`).
     reads: AtomicU64,
-    /// Keys written or removed (`set`, `delete`, `increment`, each key of a batch, a successful swap).
+    /// Keys written or removed (`set`, `delete`, `increment`, each key of a batch, a swap that
+    /// wrote, whatever it reported).
     writes: AtomicU64,
-    /// Compare-and-swap calls that found the value changed.
+    /// Swaps that reported `cas-failed`.
     swap_conflicts: AtomicU64,
-    /// Calls that returned an error.
+    /// Calls (not opens) that returned an error.
     errors: AtomicU64,
+    /// Calls by operation, indexed by [`Op`].
+    ops: [AtomicU64; OP_NAMES.len()],
+}
+
+impl KvStats {
+    fn op(&self, op: Op) {
+        self.ops[op as usize].fetch_add(1, Relaxed);
+    }
 }
 
 /// Per-component counters.
@@ -77,6 +132,11 @@ impl Stats {
                 )
             })
             .collect();
+        let operations: serde_json::Map<String, serde_json::Value> = OP_NAMES
+            .iter()
+            .zip(&kv.ops)
+            .map(|(name, n)| ((*name).to_string(), n.load(Relaxed).into()))
+            .collect();
         serde_json::json!({
             "keyValue": {
                 "calls": kv.calls.load(Relaxed),
@@ -84,6 +144,7 @@ impl Stats {
                 "keysWritten": kv.writes.load(Relaxed),
                 "swapConflicts": kv.swap_conflicts.load(Relaxed),
                 "errors": kv.errors.load(Relaxed),
+                "operations": operations,
             },
             "components": components,
         })
@@ -101,85 +162,153 @@ impl Counted {
     pub fn new(inner: Arc<dyn KvBackend>, stats: Arc<KvStats>) -> Self {
         Self { inner, stats }
     }
+}
 
-    /// Counts `call` once it is answered: one call, and the keys `tally` finds it read and wrote.
-    fn count<R: Send + 'static>(
-        &self,
-        call: KvFuture<R>,
-        tally: impl FnOnce(&KvStats, &R) -> (usize, usize) + Send + 'static,
-    ) -> KvFuture<R> {
-        let s = self.stats.clone();
-        Box::pin(async move {
-            let r = call.await;
-            s.calls.fetch_add(1, Relaxed);
-            match &r {
-                Err(_) => {
-                    s.errors.fetch_add(1, Relaxed);
-                }
-                Ok(v) => {
-                    let (reads, writes) = tally(&s, v);
-                    s.reads.fetch_add(reads as u64, Relaxed);
-                    s.writes.fetch_add(writes as u64, Relaxed);
-                }
+/// Counts `call` once it is answered: one call of `op`, and the keys `tally` finds it read and
+/// wrote.
+fn count<R: Send + 'static>(
+    stats: &Arc<KvStats>,
+    op: Op,
+    call: KvFuture<R>,
+    tally: impl FnOnce(&KvStats, &R) -> (usize, usize) + Send + 'static,
+) -> KvFuture<R> {
+    let s = stats.clone();
+    Box::pin(async move {
+        let r = call.await;
+        s.op(op);
+        s.calls.fetch_add(1, Relaxed);
+        match &r {
+            Err(_) => {
+                s.errors.fetch_add(1, Relaxed);
             }
-            r
-        })
-    }
+            Ok(v) => {
+                let (reads, writes) = tally(&s, v);
+                s.reads.fetch_add(reads as u64, Relaxed);
+                s.writes.fetch_add(writes as u64, Relaxed);
+            }
+        }
+        r
+    })
 }
 
 impl KvBackend for Counted {
+    fn open(&self) -> KvFuture<()> {
+        let (s, call) = (self.stats.clone(), self.inner.open());
+        Box::pin(async move {
+            let r = call.await;
+            s.op(Op::Open);
+            r
+        })
+    }
+
     fn get(&self, key: &str) -> KvFuture<Option<Vec<u8>>> {
-        self.count(self.inner.get(key), |_, _| (1, 0))
+        count(&self.stats, Op::Get, self.inner.get(key), |_, _| (1, 0))
     }
 
     fn set(&self, key: &str, value: &[u8]) -> KvFuture<()> {
-        self.count(self.inner.set(key, value), |_, _| (0, 1))
+        count(&self.stats, Op::Set, self.inner.set(key, value), |_, _| {
+            (0, 1)
+        })
     }
 
     fn delete(&self, key: &str) -> KvFuture<()> {
-        self.count(self.inner.delete(key), |_, _| (0, 1))
+        count(&self.stats, Op::Delete, self.inner.delete(key), |_, _| {
+            (0, 1)
+        })
     }
 
     fn exists(&self, key: &str) -> KvFuture<bool> {
-        self.count(self.inner.exists(key), |_, _| (1, 0))
+        count(&self.stats, Op::Exists, self.inner.exists(key), |_, _| {
+            (1, 0)
+        })
     }
 
     fn keys(&self) -> KvFuture<Vec<String>> {
-        self.count(self.inner.keys(), |_, keys| (keys.len(), 0))
+        count(&self.stats, Op::Keys, self.inner.keys(), |_, keys| {
+            (keys.len(), 0)
+        })
     }
 
-    fn get_many(&self, keys: &[String]) -> KvFuture<Vec<Option<Vec<u8>>>> {
+    fn scan_keys(&self) -> KvFuture<Vec<String>> {
+        count(&self.stats, Op::Keys, self.inner.scan_keys(), |_, keys| {
+            (keys.len(), 0)
+        })
+    }
+
+    fn get_many(&self, keys: &[String]) -> KvFuture<Vec<(String, Option<Vec<u8>>)>> {
         let n = keys.len();
-        self.count(self.inner.get_many(keys), move |_, _| (n, 0))
+        count(
+            &self.stats,
+            Op::GetMany,
+            self.inner.get_many(keys),
+            move |_, _| (n, 0),
+        )
     }
 
     fn set_many(&self, entries: &[(String, Vec<u8>)]) -> KvFuture<()> {
         let n = entries.len();
-        self.count(self.inner.set_many(entries), move |_, _| (0, n))
+        count(
+            &self.stats,
+            Op::SetMany,
+            self.inner.set_many(entries),
+            move |_, _| (0, n),
+        )
     }
 
     fn delete_many(&self, keys: &[String]) -> KvFuture<()> {
         let n = keys.len();
-        self.count(self.inner.delete_many(keys), move |_, _| (0, n))
+        count(
+            &self.stats,
+            Op::DeleteMany,
+            self.inner.delete_many(keys),
+            move |_, _| (0, n),
+        )
     }
 
     fn increment(&self, key: &str, delta: i64) -> KvFuture<i64> {
-        self.count(self.inner.increment(key, delta), |_, _| (1, 1))
+        count(
+            &self.stats,
+            Op::Increment,
+            self.inner.increment(key, delta),
+            |_, _| (1, 1),
+        )
     }
 
-    fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: &[u8],
-    ) -> KvFuture<Option<Option<Vec<u8>>>> {
-        self.count(
-            self.inner.compare_and_swap(key, expected, new),
-            |s, changed| match changed {
-                None => (1, 1),
-                Some(_) => {
+    fn new_cas(&self, key: &str) -> KvFuture<Box<dyn KvCas>> {
+        let (s, call) = (self.stats.clone(), self.inner.new_cas(key));
+        let counted = count(&self.stats, Op::CasNew, call, |_, _| (0, 0));
+        Box::pin(async move {
+            let inner = counted.await?;
+            Ok(Box::new(CountedCas { inner, stats: s }) as Box<dyn KvCas>)
+        })
+    }
+}
+
+/// A cas that counts its calls.
+struct CountedCas {
+    inner: Box<dyn KvCas>,
+    stats: Arc<KvStats>,
+}
+
+impl KvCas for CountedCas {
+    fn current(&self) -> KvFuture<Option<Vec<u8>>> {
+        count(&self.stats, Op::CasCurrent, self.inner.current(), |_, _| {
+            (1, 0)
+        })
+    }
+
+    fn swap(self: Box<Self>, value: Vec<u8>) -> KvFuture<Swapped> {
+        let Self { inner, stats } = *self;
+        count(
+            &stats,
+            Op::Swap,
+            inner.swap(value),
+            |s, swapped| match swapped {
+                Swapped::Done => (0, 1),
+                Swapped::Failed { wrote, .. } => {
+                    s.op(Op::SwapFailed);
                     s.swap_conflicts.fetch_add(1, Relaxed);
-                    (1, 0)
+                    (0, usize::from(*wrote))
                 }
             },
         )
@@ -192,33 +321,52 @@ mod tests {
     use futures::executor::block_on;
 
     #[test]
-    fn counts_keys_by_kind_and_swap_conflicts() {
+    fn counts_calls_by_operation_keys_by_kind_and_swap_conflicts() {
         let stats = Arc::new(KvStats::default());
         let (_dir, kv) = crate::kv::scratch();
         let kv = Counted::new(kv, stats.clone());
+        block_on(kv.open()).unwrap();
         block_on(kv.set("a", b"1")).unwrap();
         block_on(kv.get("a")).unwrap();
         block_on(kv.get_many(&["a".into(), "b".into(), "c".into()])).unwrap();
-        assert_eq!(
-            block_on(kv.compare_and_swap("a", Some(b"1"), b"2")).unwrap(),
-            None
-        );
-        assert!(
-            block_on(kv.compare_and_swap("a", Some(b"1"), b"3"))
-                .unwrap()
-                .is_some()
-        );
+        let cas = block_on(kv.new_cas("a")).unwrap();
+        block_on(cas.current()).unwrap();
+        assert_eq!(block_on(cas.swap(b"2".to_vec())).unwrap(), Swapped::Done);
+        let stale = block_on(kv.new_cas("a")).unwrap();
+        block_on(stale.current()).unwrap();
+        block_on(kv.set("a", b"3")).unwrap();
+        assert!(matches!(
+            block_on(stale.swap(b"4".to_vec())).unwrap(),
+            Swapped::Failed { .. }
+        ));
         block_on(kv.increment("n", 1)).unwrap();
+        block_on(kv.set("s", b"text")).unwrap();
+        assert!(block_on(kv.increment("s", 1)).is_err());
         let all = Stats {
             kv: stats,
             components: BTreeMap::new(),
         }
         .to_json();
         let kv = &all["keyValue"];
-        assert_eq!(kv["calls"], 6);
-        assert_eq!(kv["keysRead"], 1 + 3 + 2 + 1);
-        assert_eq!(kv["keysWritten"], 1 + 1 + 1);
+        assert_eq!(kv["calls"], 13);
+        assert_eq!(kv["keysRead"], 1 + 3 + 1 + 1 + 1);
+        assert_eq!(kv["keysWritten"], 1 + 1 + 1 + 1 + 1);
         assert_eq!(kv["swapConflicts"], 1);
-        assert_eq!(kv["errors"], 0);
+        assert_eq!(kv["errors"], 1);
+        let ops = &kv["operations"];
+        for (op, n) in [
+            ("open", 1),
+            ("get", 1),
+            ("set", 3),
+            ("getMany", 1),
+            ("casNew", 2),
+            ("casCurrent", 2),
+            ("swap", 2),
+            ("swapFailed", 1),
+            ("increment", 2),
+            ("delete", 0),
+        ] {
+            assert_eq!(ops[op], n, "{op}");
+        }
     }
 }
