@@ -85,6 +85,103 @@ pub fn ensure_built() {
     });
 }
 
+/// Whether the application's hosts store their key-value data in Redis: `E2E_BACKEND=redis`
+/// (`scripts/test` runs the suite once on each backend); otherwise the embedded SQLite.
+pub fn on_redis() -> bool {
+    std::env::var("E2E_BACKEND").is_ok_and(|b| b == "redis")
+}
+
+/// A `redis-server` of the tests' own, on a free loopback port, with its data in `dir` and every
+/// write on disk before it is acknowledged (`appendonly yes`, `appendfsync always`). It stops
+/// when dropped, and also when the test process exits: a shell beside it holds a pipe from this
+/// process and kills it when the pipe closes.
+pub struct Redis {
+    keeper: Child,
+    pid: u32,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl Redis {
+    /// Starts a server on a free port with its data in `dir`.
+    pub fn start(dir: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        Self::on(dir, port)
+    }
+
+    fn on(dir: &Path, port: u16) -> Self {
+        let bin = "/usr/bin/redis-server";
+        assert!(
+            Path::new(bin).exists(),
+            "{bin} is missing: install Debian's redis-server (.ci/run does)"
+        );
+        let script = format!(
+            "{bin} --port {port} --bind 127.0.0.1 --dir '{}' --save '' --appendonly yes \
+             --appendfsync always --logfile redis.log & echo $!; cat >/dev/null; kill -9 $! 2>/dev/null",
+            dir.display()
+        );
+        let mut keeper = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start redis-server");
+        let mut line = String::new();
+        BufReader::new(keeper.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("the server's pid");
+        let pid = line.trim().parse().expect("the server's pid");
+        let ready = eventually(Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        assert!(ready.is_some(), "redis-server did not start on port {port}");
+        Self {
+            keeper,
+            pid,
+            port,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Kills the server (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-9", &self.pid.to_string()])
+            .status();
+        let _ = self.keeper.wait();
+    }
+
+    /// Starts the server again on the same port and data.
+    pub fn start_again(&mut self) {
+        let next = Self::on(&self.dir, self.port);
+        let old = std::mem::replace(self, next);
+        drop(old);
+    }
+
+    /// Spin's runtime configuration that puts the `default` store here.
+    pub fn runtime_config(&self) -> String {
+        format!(
+            "[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n",
+            self.port
+        )
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-9", &self.pid.to_string()])
+            .status();
+        let _ = self.keeper.kill();
+        let _ = self.keeper.wait();
+    }
+}
+
 /// A running `spin-local`.
 pub struct Host {
     child: Child,
@@ -92,25 +189,47 @@ pub struct Host {
     pub base: String,
     manifest: PathBuf,
     state_dir: PathBuf,
+    /// The Redis server its store is in, when it has one.
+    pub redis: Option<Redis>,
     _temp: Option<tempfile::TempDir>,
     extra: Vec<String>,
 }
 
 impl Host {
-    /// Serves the application (`spin.toml`) on a fresh state directory.
+    /// Serves the application (`spin.toml`) on a fresh state directory (and, with
+    /// `E2E_BACKEND=redis`, a fresh Redis).
     pub fn app() -> Self {
         Self::start(&repo().join("spin.toml"), &[])
     }
 
-    /// Serves `manifest` on a fresh state directory with extra `spin-local up` arguments.
+    /// Serves the application with its store in a Redis server of its own.
+    pub fn app_on_redis() -> Self {
+        Self::with_store(&repo().join("spin.toml"), &[], true)
+    }
+
+    /// Serves `manifest` on a fresh state directory with extra `spin-local up` arguments; the
+    /// application's manifest gets the backend `E2E_BACKEND` names.
     pub fn start(manifest: &Path, extra: &[&str]) -> Self {
+        let app = manifest == repo().join("spin.toml");
+        Self::with_store(manifest, extra, app && on_redis())
+    }
+
+    fn with_store(manifest: &Path, extra: &[&str], redis: bool) -> Self {
         let temp = tempfile::tempdir().expect("temp dir");
         let state_dir = temp.path().to_path_buf();
-        let mut host = Self::spawn(
-            manifest,
-            &state_dir,
-            extra.iter().map(|s| s.to_string()).collect(),
-        );
+        let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let redis = redis.then(|| {
+            let dir = state_dir.join("redis");
+            std::fs::create_dir_all(&dir).expect("redis dir");
+            let r = Redis::start(&dir);
+            let config = state_dir.join("runtime-config.toml");
+            std::fs::write(&config, r.runtime_config()).expect("runtime config");
+            extra.push("--runtime-config-file".into());
+            extra.push(config.display().to_string());
+            r
+        });
+        let mut host = Self::spawn(manifest, &state_dir, extra);
+        host.redis = redis;
         // E2E_KEEP_STATE=1 keeps every host's state directory (logs, store) for a post-mortem.
         if std::env::var_os("E2E_KEEP_STATE").is_some() {
             eprintln!("state of {} kept in {}", host.base, temp.keep().display());
@@ -175,6 +294,7 @@ impl Host {
             base,
             manifest: manifest.to_path_buf(),
             state_dir: state_dir.to_path_buf(),
+            redis: None,
             _temp: None,
             extra,
         }
@@ -185,10 +305,12 @@ impl Host {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let temp = self._temp.take();
+        let redis = self.redis.take();
         let next = Self::spawn(&self.manifest, &self.state_dir, self.extra.clone());
         let old = std::mem::replace(self, next);
         drop(old);
         self._temp = temp;
+        self.redis = redis;
     }
 
     /// Whether the process is still running.

@@ -12,6 +12,7 @@
 //! | `ix/<agent>/<in\|out>/<n>` | the elicitation id at position `n` |
 //! | `idem/<agent>/<sha256(key)>` | an `Idempotency-Key`'s claim: created as a counter, then swapped to an eight-digit nonce |
 //! | `idem/<agent>/<sha256(key)>/<nonce>` | the request that holds the claim with that nonce (JSON) |
+//! | `zero` | a counter only ever incremented by zero: the bytes of a counter at zero |
 //! | `epoch` | the change feed's counter: every published change takes a number from it |
 //! | `chg/<n % 4096>` | the change feed's ring: `"<n> <mention> …"`, the agents whose change took number `n` |
 
@@ -77,6 +78,10 @@ pub fn idempotency(agent: &str, key_hash: &str) -> String {
 pub fn idempotency_request(claim: &str, nonce: &str) -> String {
     format!("{claim}/{nonce}")
 }
+
+/// A counter that always holds zero: its bytes are what any counter holding zero looks like on
+/// this backend (see [`store::zero`](crate::store::zero)).
+pub const ZERO: &str = "zero";
 
 /// The change feed's counter (see [`changes`](crate::changes)).
 pub const EPOCH: &str = "epoch";

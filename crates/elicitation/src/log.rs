@@ -12,9 +12,9 @@
 //! it: it reads the claim through `increment(claim, 0)`. A commit (1 ..= [`COMMITTED_MAX`]) means
 //! the writer died after committing: the reader copies the pending event into the body. Zero
 //! means nobody committed: the reader *seals* the claim, swapping [`SEAL`] over the zero it read
-//! (it reads the value for the swap, then checks through `increment(claim, 0)` that it is still
-//! zero, so the swap is over a zero and atomic on both backends), and writes the void marker as the
-//! body. The seal and the commit are one atomic decision on one key: a writer that increments a
+//! (it reads the value for the swap and compares it with a counter at zero, [`zero`], so the swap
+//! is over a zero, atomic on both backends, with no write between the read and the swap), and
+//! writes the void marker as the body. The seal and the commit are one atomic decision on one key: a writer that increments a
 //! sealed claim gets a number above [`COMMITTED_MAX`] and takes a new number; a sealer that finds
 //! a commit copies the event. So no committed event is skipped, and none is delivered twice.
 //!
@@ -35,7 +35,7 @@ use std::collections::BTreeSet;
 
 use crate::keys;
 use crate::model::Event;
-use crate::store::{COMMITTED_MAX, SEAL, Store, StoreResult, get_all, swap};
+use crate::store::{COMMITTED_MAX, SEAL, Store, StoreResult, get_all, swap, zero};
 use crate::time::Timestamp;
 
 /// How many of its newest events an agent's log keeps.
@@ -153,15 +153,11 @@ pub async fn resolve<S: Store>(store: &S, agent: &str, n: i64) -> StoreResult<De
         if let Some(d) = decided(store.increment(&claim, 0).await?) {
             return Ok(d);
         }
+        let zero = zero(store).await?;
         let (cas, seen) = store.cas_read(&claim).await?;
-        if seen.is_none() {
-            continue; // trimmed meanwhile: create it again
-        }
-        // The claim only ever moves away from zero: zero now means `seen` was zero too.
-        if let Some(d) = decided(store.increment(&claim, 0).await?) {
-            return Ok(d);
-        }
-        if swap(store, &claim, cas, SEAL).await? {
+        // Still zero as read for the swap (compared with a counter at zero, so nothing is
+        // written between the read and the swap); anything else is decided: look again.
+        if seen.as_deref() == Some(zero.as_slice()) && swap(store, &claim, cas, SEAL).await? {
             return Ok(Decided::Sealed);
         }
     }

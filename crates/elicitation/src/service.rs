@@ -414,7 +414,7 @@ mod idempotency {
 
     use super::{IDEMPOTENCY_WINDOW_SECONDS, hex_sha256};
     use crate::keys;
-    use crate::store::{Store, StoreResult, swap};
+    use crate::store::{Store, StoreResult, swap, zero};
     use crate::time::Timestamp;
 
     /// The request that holds a claim.
@@ -486,16 +486,15 @@ mod idempotency {
             .await?;
         loop {
             store.increment(k, 0).await?;
+            let zero = zero(store).await?;
             let (cas, seen) = store.cas_read(k).await?;
             let Some(seen) = seen else { continue };
-            let unclaimed = store.increment(k, 0).await? == 0;
-            if !unclaimed {
+            if seen != zero {
                 match holder(store, k, &seen).await? {
                     Some(r) if r.id == mine.id => return Ok(Claim::Won),
                     Some(r) if r.live(now) => return Ok(Claim::Held(r)),
                     // Expired: it may be taken over (the swap is over the value read).
                     Some(_) => {}
-                    // Claimed between the read and the check: look again.
                     None => continue,
                 }
             }

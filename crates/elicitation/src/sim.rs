@@ -45,7 +45,12 @@ struct Control {
     /// Task → the number of store calls it may still make before it crashes (absent: no crash).
     budget: RefCell<std::collections::BTreeMap<usize, u64>>,
     crashed: RefCell<std::collections::BTreeSet<usize>>,
+    /// Store calls made so far: a run that never ends (a livelock) fails instead of hanging.
+    calls: Cell<u64>,
 }
+
+/// More store calls than any of these runs needs.
+const LIVELOCK: u64 = 100_000;
 
 /// A model store whose every call is a point where the scheduler may switch tasks or crash one.
 pub struct Sim<S> {
@@ -80,6 +85,9 @@ impl Future for Dead {
 
 impl<S> Sim<S> {
     async fn step(&self) {
+        let calls = self.control.calls.get() + 1;
+        self.control.calls.set(calls);
+        assert!(calls < LIVELOCK, "{calls} store calls: a livelock");
         Turn(false).await;
         let me = self.control.current.get();
         let crash = {

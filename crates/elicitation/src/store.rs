@@ -12,7 +12,9 @@
 //!   which both backends can still increment (see there);
 //! - a compare-and-swap is only ever made over a value that was read ([`Store::cas_read`] returned
 //!   `Some`): a key is created first (a record under a fresh id with [`Store::set`], a claim
-//!   counter with `increment(k, 0)`), never by a swap;
+//!   counter with `increment(k, 0)`), never by a swap; and nothing is written to the key between
+//!   the read and the swap, not even an increment by zero (Redis's `WATCH` counts it as a change);
+//!   whether a claim read still holds zero is told by comparing it with [`zero`];
 //! - a swap reported [`Swapped::Unsure`] is settled by reading the key back ([`swap`]): every value
 //!   the domain swaps in is unique to its writer, so finding it there means the swap won;
 //! - several keys are read with concurrent [`Store::get`]s ([`get_all`]), never with a batch read.
@@ -80,6 +82,21 @@ pub trait Store {
     fn cas_swap(&self, cas: Self::Cas, new: &[u8]) -> impl Future<Output = StoreResult<Swapped>>;
 }
 
+/// The bytes of a counter at zero on this store: those of a counter only ever incremented by zero
+/// ([`keys::ZERO`](crate::keys::ZERO)). A counter's bytes are a function of its value on each
+/// backend, so a value read from another counter equals these exactly when it is zero — which
+/// says nothing about how other values are encoded, and decodes nothing.
+pub async fn zero<S: Store>(store: &S) -> StoreResult<Vec<u8>> {
+    if let Some(z) = store.get(crate::keys::ZERO).await? {
+        return Ok(z);
+    }
+    store.increment(crate::keys::ZERO, 0).await?;
+    store
+        .get(crate::keys::ZERO)
+        .await?
+        .ok_or_else(|| StoreError("the zero counter vanished".into()))
+}
+
 /// Reads several keys with concurrent gets, in order.
 pub async fn get_all<S: Store>(store: &S, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
     futures::future::join_all(keys.iter().map(|k| store.get(k)))
@@ -117,27 +134,52 @@ pub async fn replace<S: Store>(
 pub struct MemoryCas {
     key: String,
     seen: Option<Vec<u8>>,
+    /// The key's write count at the read (Redis's `WATCH`).
+    version: u64,
 }
 
-/// The bytes of an in-memory map, shared by the models below.
+/// The bytes of an in-memory map, shared by the models below, with a write count per key.
 #[derive(Debug, Default)]
-struct Map(RefCell<BTreeMap<String, Vec<u8>>>);
+struct Map {
+    values: RefCell<BTreeMap<String, Vec<u8>>>,
+    versions: RefCell<BTreeMap<String, u64>>,
+}
 
 impl Map {
     fn get(&self, key: &str) -> Option<Vec<u8>> {
-        self.0.borrow().get(key).cloned()
+        self.values.borrow().get(key).cloned()
+    }
+    fn touch(&self, key: &str) {
+        *self.versions.borrow_mut().entry(key.to_string()).or_default() += 1;
+    }
+    fn version(&self, key: &str) -> u64 {
+        self.versions.borrow().get(key).copied().unwrap_or(0)
     }
     fn set(&self, key: &str, value: &[u8]) {
-        self.0.borrow_mut().insert(key.to_string(), value.to_vec());
+        self.values
+            .borrow_mut()
+            .insert(key.to_string(), value.to_vec());
+        self.touch(key);
     }
     fn delete_many(&self, keys: &[String]) {
-        let mut map = self.0.borrow_mut();
         for k in keys {
-            map.remove(k);
+            self.values.borrow_mut().remove(k);
+            self.touch(k);
         }
     }
     fn keys(&self) -> Vec<String> {
-        self.0.borrow().keys().cloned().collect()
+        self.values.borrow().keys().cloned().collect()
+    }
+    fn read(&self, key: &str) -> (MemoryCas, Option<Vec<u8>>) {
+        let seen = self.get(key);
+        (
+            MemoryCas {
+                key: key.to_string(),
+                seen: seen.clone(),
+                version: self.version(key),
+            },
+            seen,
+        )
     }
 }
 
@@ -193,14 +235,7 @@ impl Store for MemoryStore {
     }
 
     async fn cas_read(&self, key: &str) -> StoreResult<(MemoryCas, Option<Vec<u8>>)> {
-        let seen = self.map.get(key);
-        Ok((
-            MemoryCas {
-                key: key.to_string(),
-                seen: seen.clone(),
-            },
-            seen,
-        ))
+        Ok(self.map.read(key))
     }
 
     async fn cas_swap(&self, cas: MemoryCas, new: &[u8]) -> StoreResult<Swapped> {
@@ -277,14 +312,7 @@ impl Store for SpinSqlite {
     }
 
     async fn cas_read(&self, key: &str) -> StoreResult<(MemoryCas, Option<Vec<u8>>)> {
-        let seen = self.map.get(key);
-        Ok((
-            MemoryCas {
-                key: key.to_string(),
-                seen: seen.clone(),
-            },
-            seen,
-        ))
+        Ok(self.map.read(key))
     }
 
     async fn cas_swap(&self, cas: MemoryCas, new: &[u8]) -> StoreResult<Swapped> {
@@ -307,8 +335,8 @@ impl Store for SpinSqlite {
 
 /// What Spin's Redis backend (`key-value-redis`) really does: counters are ASCII decimal
 /// (`INCRBY`; incrementing a non-number is an error, and a [`Violation`]); a swap is
-/// `WATCH`-guarded (applied only if the key is unchanged since the read, created only if still
-/// absent) but always reports a failure.
+/// `WATCH`-guarded (applied only if nothing wrote the key since the read — an increment by zero
+/// counts — and created only if still absent) but always reports a failure.
 #[derive(Debug, Default)]
 pub struct SpinRedis {
     map: Map,
@@ -376,14 +404,7 @@ impl Store for SpinRedis {
     }
 
     async fn cas_read(&self, key: &str) -> StoreResult<(MemoryCas, Option<Vec<u8>>)> {
-        let seen = self.map.get(key);
-        Ok((
-            MemoryCas {
-                key: key.to_string(),
-                seen: seen.clone(),
-            },
-            seen,
-        ))
+        Ok(self.map.read(key))
     }
 
     async fn cas_swap(&self, cas: MemoryCas, new: &[u8]) -> StoreResult<Swapped> {
@@ -393,7 +414,9 @@ impl Store for SpinRedis {
                 .borrow_mut()
                 .push(Violation::SwapFromMissing(cas.key.clone()));
         }
-        if self.map.get(&cas.key) == cas.seen {
+        // WATCH: any write to the key since the read aborts the transaction, even one that left
+        // the same bytes (an increment by zero).
+        if self.map.version(&cas.key) == cas.version {
             self.map.set(&cas.key, new);
             self.swaps_landed.set(self.swaps_landed.get() + 1);
         }

@@ -2,12 +2,13 @@
 //!
 //! Spin gives an HTTP component no change notification, so all the streams an instance holds are
 //! served by one loop, the instance's *hub* (WASIp3 instances serve many requests at once and share
-//! their statics). A stream request only checks its token, opens the response body and hands it to
-//! the hub. Every `stream_tick_ms` (`stream_idle_tick_ms` after a quiet second) the hub reads the
-//! [change feed](crate::changes)'s counter — one read per tick per instance, however many streams
-//! it holds — and only when that moved does it read the new feed entries, which name the agents
-//! that changed; it then reads those agents' log and outbox heads in one batch, and each of their
-//! streams whose head moved reads its own events after its cursor. So the reads follow the changes, not the streams. Correctness does not depend
+//! their statics). A stream request only checks its token, reads its agent's log head, opens the
+//! response body and hands it to the hub. Every `stream_tick_ms` (`stream_idle_tick_ms` after a
+//! quiet second) the hub reads the [change feed](crate::changes) — one read per tick per instance,
+//! however many streams it holds — which names the agents that changed and the number each one's
+//! log grew to; only those agents' streams read their events after their cursor, up to that number.
+//! So the reads follow the changes, not the streams. When the feed cannot tell (it fell behind, or a
+//! publisher died mid-way) the hub reads every stream's log head once. Correctness does not depend
 //! on sharing: with one stream per instance the same code runs, it just polls more.
 //!
 //! The hub writes each stream's body through the component-model stream of its response directly,
@@ -17,6 +18,10 @@
 //! Each stream also keeps the deadlines of the pending elicitations its agent is a party to, and at
 //! a deadline writes the expiry (the compare-and-swap in [`service`] makes it happen once however
 //! many streams try); the expired event then arrives through the log like any other.
+//!
+//! A stream opens with `retry: 1000` (how long a client waits after an unplanned end) and, just
+//! before it ends on its own, sends `retry: 1`: an EventSource client waits the last hint it got
+//! before reconnecting with `Last-Event-ID`, so a planned end costs it a millisecond, not a second.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -117,6 +122,8 @@ const STARTS_PER_TICK: usize = 64;
 /// A stream handed to the hub.
 struct Job {
     agent: String,
+    /// The log's head when the request came.
+    head: i64,
     resume: Resume,
     requested: Option<i64>,
     body: BodyWriter,
@@ -179,6 +186,7 @@ pub async fn serve(req: Request) -> WasiResponse {
     let (response, _sent) = WasiResponse::new(fields, Some(body_rx), result_rx);
     let job = Job {
         agent: start.agent,
+        head,
         resume: log::resume(start.cursor, head),
         requested: start.cursor,
         body,
@@ -228,12 +236,13 @@ impl Live {
         let quiet_for = (spread * (opts.heartbeat_seconds * 1000) as f64) as u64;
         let last_write = Timestamp(now.0.saturating_sub(quiet_for));
         let mut out = String::new();
-        let (reader, head) = match job.resume {
-            Resume::After(c) => (Reader::new(&job.agent, c), c),
+        let head = job.head;
+        let reader = match job.resume {
+            Resume::After(c) => Reader::new(&job.agent, c),
             Resume::Head(head) | Resume::Reset { head } => {
                 match Reader::fresh(store, &job.agent, head).await {
-                    Ok(r) => (r, head),
-                    Err(_) => (Reader::new(&job.agent, head), head),
+                    Ok(r) => r,
+                    Err(_) => Reader::new(&job.agent, head),
                 }
             }
         };
