@@ -183,6 +183,30 @@ impl Map {
     }
 }
 
+/// The calls every in-memory model makes the same way: plain reads and writes, and the read of a
+/// compare-and-swap (the models differ in their counters and their swaps).
+macro_rules! plain_calls {
+    () => {
+        async fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+            Ok(self.map.get(key))
+        }
+
+        async fn set(&self, key: &str, value: &[u8]) -> StoreResult<()> {
+            self.map.set(key, value);
+            Ok(())
+        }
+
+        async fn delete_many(&self, keys: &[String]) -> StoreResult<()> {
+            self.map.delete_many(keys);
+            Ok(())
+        }
+
+        async fn cas_read(&self, key: &str) -> StoreResult<(MemoryCas, Option<Vec<u8>>)> {
+            Ok(self.map.read(key))
+        }
+    };
+}
+
 /// An in-memory store with the semantics the interfaces promise (an atomic create-if-absent
 /// swap that reports the truth; counters as 8 little-endian bytes), for tests and native use.
 #[derive(Debug, Default)]
@@ -214,28 +238,12 @@ fn le_counter(key: &str, bytes: Option<&[u8]>) -> StoreResult<i64> {
 impl Store for MemoryStore {
     type Cas = MemoryCas;
 
-    async fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        Ok(self.map.get(key))
-    }
-
-    async fn set(&self, key: &str, value: &[u8]) -> StoreResult<()> {
-        self.map.set(key, value);
-        Ok(())
-    }
-
-    async fn delete_many(&self, keys: &[String]) -> StoreResult<()> {
-        self.map.delete_many(keys);
-        Ok(())
-    }
+    plain_calls!();
 
     async fn increment(&self, key: &str, delta: i64) -> StoreResult<i64> {
         let next = le_counter(key, self.map.get(key).as_deref())?.wrapping_add(delta);
         self.map.set(key, &next.to_le_bytes());
         Ok(next)
-    }
-
-    async fn cas_read(&self, key: &str) -> StoreResult<(MemoryCas, Option<Vec<u8>>)> {
-        Ok(self.map.read(key))
     }
 
     async fn cas_swap(&self, cas: MemoryCas, new: &[u8]) -> StoreResult<Swapped> {
@@ -286,19 +294,7 @@ impl SpinSqlite {
 impl Store for SpinSqlite {
     type Cas = MemoryCas;
 
-    async fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        Ok(self.map.get(key))
-    }
-
-    async fn set(&self, key: &str, value: &[u8]) -> StoreResult<()> {
-        self.map.set(key, value);
-        Ok(())
-    }
-
-    async fn delete_many(&self, keys: &[String]) -> StoreResult<()> {
-        self.map.delete_many(keys);
-        Ok(())
-    }
+    plain_calls!();
 
     async fn increment(&self, key: &str, delta: i64) -> StoreResult<i64> {
         let current = le_counter(key, self.map.get(key).as_deref()).inspect_err(|_| {
@@ -309,10 +305,6 @@ impl Store for SpinSqlite {
         let next = current.wrapping_add(delta);
         self.map.set(key, &next.to_le_bytes());
         Ok(next)
-    }
-
-    async fn cas_read(&self, key: &str) -> StoreResult<(MemoryCas, Option<Vec<u8>>)> {
-        Ok(self.map.read(key))
     }
 
     async fn cas_swap(&self, cas: MemoryCas, new: &[u8]) -> StoreResult<Swapped> {
@@ -369,19 +361,7 @@ impl SpinRedis {
 impl Store for SpinRedis {
     type Cas = MemoryCas;
 
-    async fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        Ok(self.map.get(key))
-    }
-
-    async fn set(&self, key: &str, value: &[u8]) -> StoreResult<()> {
-        self.map.set(key, value);
-        Ok(())
-    }
-
-    async fn delete_many(&self, keys: &[String]) -> StoreResult<()> {
-        self.map.delete_many(keys);
-        Ok(())
-    }
+    plain_calls!();
 
     async fn increment(&self, key: &str, delta: i64) -> StoreResult<i64> {
         let current = match self.map.get(key) {
@@ -401,10 +381,6 @@ impl Store for SpinRedis {
             .ok_or_else(|| StoreError("ERR increment or decrement would overflow".into()))?;
         self.map.set(key, next.to_string().as_bytes());
         Ok(next)
-    }
-
-    async fn cas_read(&self, key: &str) -> StoreResult<(MemoryCas, Option<Vec<u8>>)> {
-        Ok(self.map.read(key))
     }
 
     async fn cas_swap(&self, cas: MemoryCas, new: &[u8]) -> StoreResult<Swapped> {
