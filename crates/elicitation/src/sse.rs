@@ -76,5 +76,10 @@ mod tests {
         // Newlines inside the JSON are escaped, so the data is one line.
         assert_eq!(f.matches('\n').count(), 4, "{f}");
         assert!(reset(3, 2000).starts_with("id: 2000\nevent: reset\n"));
+        // A planned end: a comment, then the short hint a client waits before it reconnects.
+        assert_eq!(
+            closing(1),
+            ": stream ends, reconnect with Last-Event-ID\nretry: 1\n\n"
+        );
     }
 }
