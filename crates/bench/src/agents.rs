@@ -5,6 +5,14 @@
 //! records on one process clock when each request reached its addressee and when the answer reached
 //! the requester. Every request carries a key (`bench-<key>` as its message) that ties the events
 //! back to the create that caused them.
+//!
+//! A streaming agent behaves as an `EventSource` does: it parses the stream itself ([`crate::sse`]),
+//! keeps the reconnection time the server sets with `retry:` (every `retry:` field it reads, on
+//! any stream; [`DEFAULT_RETRY_MS`] until the first), and whenever a stream ends — a planned end
+//! (the app's closing comment, then the end of the body) or a cut (the body ended or failed
+//! without that comment, or the request got an HTTP error) — it waits that long and reconnects
+//! with `Last-Event-ID` set to the last id it received (the `ready` frame's cursor counts). Each
+//! end is counted, planned or cut, with the `retry:` in effect when it came.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -14,6 +22,18 @@ use futures::StreamExt;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::{Value, json};
+
+use crate::sse;
+
+/// The reconnection time before a server sent any `retry:` (the standard leaves it to the client).
+pub const DEFAULT_RETRY_MS: u64 = 1000;
+
+/// The comment by which the app announces a planned end (`: stream ends, reconnect with …`).
+const CLOSING_COMMENT: &str = "stream ends";
+
+/// How long any request other than a stream or a long poll may take: a server that stops
+/// answering shows as failed requests (`… transport (timeout)`) instead of a run that never ends.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Which server the agents talk to, and how.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -115,6 +135,22 @@ pub struct PhaseHistograms {
     pub create: Option<Histogram<u64>>,
     /// Deadline → requester's expired event received.
     pub expiry_lateness: Option<Histogram<u64>>,
+    /// When the first create of the phase was sent.
+    pub first_sent: Option<Instant>,
+    /// When the last acknowledgement of a create arrived.
+    pub last_ack: Option<Instant>,
+    /// When the last first delivery (created event at the addressee) arrived.
+    pub last_delivered: Option<Instant>,
+    /// When the last first answered event at a requester arrived.
+    pub last_answered: Option<Instant>,
+}
+
+fn earliest(t: &mut Option<Instant>, at: Instant) {
+    *t = Some(t.map_or(at, |f| f.min(at)));
+}
+
+fn latest(t: &mut Option<Instant>, at: Instant) {
+    *t = Some(t.map_or(at, |f| f.max(at)));
 }
 
 fn record(h: &mut Option<Histogram<u64>>, us: u64) {
@@ -147,9 +183,6 @@ struct Inner {
     resets: u64,
     /// Requests learnt of from the inbox list after a reset.
     resynced: HashSet<u64>,
-    /// Events of any kind received, and when the last one came.
-    events: u64,
-    last_event: Option<Instant>,
     /// Who wants to know the id the server gives a request.
     pending_ids: HashMap<u64, tokio::sync::oneshot::Sender<String>>,
     /// Where each agent's stream stands, to explain a delivery that never came.
@@ -157,6 +190,14 @@ struct Inner {
     /// Each agent's last four streams: the id it resumed after, the first and last ids it got, and
     /// how the stream ended.
     history: HashMap<usize, Vec<String>>,
+    /// Streams that ended as the server planned (closing comment, then the end of the body).
+    planned_ends: u64,
+    /// Streams cut, by how (closed without the closing comment, body error, HTTP status).
+    cuts: BTreeMap<String, u64>,
+    /// The `retry:` in effect at each planned end, by value (ms → ends).
+    retry_at_planned_end: BTreeMap<u64, u64>,
+    /// The first `retry:` of each stream that sent one, by value (ms → streams).
+    retry_at_opening: BTreeMap<u64, u64>,
 }
 
 /// Where one agent's stream (or poll) stands.
@@ -169,6 +210,8 @@ enum StreamState {
         opened: Instant,
         last_bytes: Instant,
     },
+    /// The stream ended at this moment; the agent waits this many ms before reconnecting.
+    Waiting(Instant, u64),
 }
 
 /// Everything the agents observed, shared by all of them.
@@ -196,8 +239,8 @@ pub struct Counts {
     pub errors: u64,
     /// Agents whose stream (or poll loop) is up.
     pub ready: usize,
-    /// Events of any kind received by any agent.
-    pub events: u64,
+    /// Streams that ended as planned.
+    pub planned_ends: u64,
 }
 
 impl Metrics {
@@ -226,13 +269,8 @@ impl Metrics {
             duplicates: m.duplicates,
             errors: m.errors.values().sum(),
             ready: m.ready,
-            events: m.events,
+            planned_ends: m.planned_ends,
         })
-    }
-
-    /// When the last event of any kind arrived.
-    pub fn last_event(&self) -> Option<Instant> {
-        self.with(|m| m.last_event)
     }
 
     /// Out-of-order or missing sequence numbers seen by any agent.
@@ -256,6 +294,18 @@ impl Metrics {
                 ] {
                     if let Some(from) = from {
                         let _ = into.get_or_insert_with(histogram).add(&from);
+                    }
+                }
+                if let Some(t) = h.first_sent {
+                    earliest(&mut out.first_sent, t);
+                }
+                for (into, from) in [
+                    (&mut out.last_ack, h.last_ack),
+                    (&mut out.last_delivered, h.last_delivered),
+                    (&mut out.last_answered, h.last_answered),
+                ] {
+                    if let Some(t) = from {
+                        latest(into, t);
                     }
                 }
             }
@@ -323,6 +373,22 @@ impl Metrics {
     /// How many times an agent was told to re-sync.
     pub fn resets(&self) -> u64 {
         self.with(|m| m.resets)
+    }
+
+    /// Streams cut so far, by how.
+    pub fn cuts(&self) -> BTreeMap<String, u64> {
+        self.with(|m| m.cuts.clone())
+    }
+
+    /// The `retry:` values in effect at planned ends so far (ms → ends).
+    pub fn retry_at_planned_end(&self) -> BTreeMap<u64, u64> {
+        self.with(|m| m.retry_at_planned_end.clone())
+    }
+
+    /// The most frequent first `retry:` of a stream and `retry:` at a planned end, if seen.
+    pub fn usual_retry(&self) -> (Option<u64>, Option<u64>) {
+        let most = |h: &BTreeMap<u64, u64>| h.iter().max_by_key(|(_, n)| **n).map(|(v, _)| *v);
+        self.with(|m| (most(&m.retry_at_opening), most(&m.retry_at_planned_end)))
     }
 
     /// Marks `key` as learnt of by re-sync, unless it was delivered already; true if it was not.
@@ -397,6 +463,10 @@ impl Metrics {
                             opened.elapsed().as_secs_f64(),
                             last_bytes.elapsed().as_secs_f64()
                         ),
+                        Some(StreamState::Waiting(at, ms)) => format!(
+                            "stream ended {:.1} s ago, reconnecting after {ms} ms",
+                            at.elapsed().as_secs_f64()
+                        ),
                     };
                     let history = m
                         .history
@@ -409,13 +479,35 @@ impl Metrics {
         })
     }
 
-    fn stream_ended(&self, me: usize, summary: String) {
+    /// Stream of `me` ended: `cut` says how if it was not a planned end; `retry_ms` is the
+    /// reconnection time in effect, `opening` the first `retry:` the stream sent. The agent now
+    /// waits `retry_ms`.
+    fn stream_ended(
+        &self,
+        me: usize,
+        summary: String,
+        cut: Option<String>,
+        retry_ms: u64,
+        opening: Option<u64>,
+    ) {
         self.with(|m| {
+            if let Some(r) = opening {
+                *m.retry_at_opening.entry(r).or_default() += 1;
+            }
             let h = m.history.entry(me).or_default();
             if h.len() == 4 {
                 h.remove(0);
             }
             h.push(summary);
+            match cut {
+                Some(how) => *m.cuts.entry(how).or_default() += 1,
+                None => {
+                    m.planned_ends += 1;
+                    *m.retry_at_planned_end.entry(retry_ms).or_default() += 1;
+                }
+            }
+            m.streams
+                .insert(me, StreamState::Waiting(Instant::now(), retry_ms));
         });
     }
 
@@ -435,7 +527,9 @@ impl Metrics {
             }
             if let Some(s) = m.sent.get(&key) {
                 let us = since_us(s.at);
-                record(&mut m.phases.entry(phase_of(key)).or_default().delivery, us);
+                let p = m.phases.entry(phase_of(key)).or_default();
+                record(&mut p.delivery, us);
+                latest(&mut p.last_delivered, Instant::now());
             }
             true
         })
@@ -449,10 +543,9 @@ impl Metrics {
             }
             if let Some(s) = m.sent.get(&key) {
                 let us = since_us(s.at);
-                record(
-                    &mut m.phases.entry(phase_of(key)).or_default().round_trip,
-                    us,
-                );
+                let p = m.phases.entry(phase_of(key)).or_default();
+                record(&mut p.round_trip, us);
+                latest(&mut p.last_answered, Instant::now());
             }
         });
     }
@@ -478,7 +571,7 @@ impl Metrics {
 }
 
 /// Keys of phase `p` are `p * PHASE + i`.
-pub const PHASE: u64 = 1_000_000;
+pub const PHASE: u64 = 1 << 32;
 
 fn phase_of(key: u64) -> usize {
     usize::try_from(key / PHASE).unwrap_or(0)
@@ -515,12 +608,19 @@ impl Ctx {
     /// whether the server accepted it.
     pub async fn create(&self, key: u64, from: usize, to: usize, ttl: Option<u64>) -> bool {
         let at = Instant::now();
-        self.metrics.with(|m| m.sent.insert(key, Sent { at, to }));
+        self.metrics.with(|m| {
+            m.sent.insert(key, Sent { at, to });
+            earliest(
+                &mut m.phases.entry(phase_of(key)).or_default().first_sent,
+                at,
+            );
+        });
         let r = match self.mode {
             Mode::Floor => {
                 self.http
                     .post(format!("{}/pub/{}", self.base, agent_id(to)))
                     .json(&json!({ "kind": "created", "key": key, "from": from }))
+                    .timeout(REQUEST_TIMEOUT)
                     .send()
                     .await
             }
@@ -533,6 +633,7 @@ impl Ctx {
                     .post(format!("{}/v1/elicitations", self.base))
                     .bearer_auth(&self.tokens[from])
                     .json(&body)
+                    .timeout(REQUEST_TIMEOUT)
                     .send()
                     .await
             }
@@ -546,10 +647,9 @@ impl Ctx {
                     {
                         let _ = tx.send(id.to_string());
                     }
-                    record(
-                        &mut m.phases.entry(phase_of(key)).or_default().create,
-                        since_us(at),
-                    );
+                    let p = m.phases.entry(phase_of(key)).or_default();
+                    record(&mut p.create, since_us(at));
+                    latest(&mut p.last_ack, Instant::now());
                     if ttl.is_some()
                         && let (Some(id), Some(exp)) = (
                             body["id"].as_str(),
@@ -591,6 +691,7 @@ impl Ctx {
             .http
             .get(format!("{}/v1/elicitations/{id}", self.base))
             .bearer_auth(&self.tokens[from])
+            .timeout(REQUEST_TIMEOUT)
             .send()
             .await;
         if let Ok(r) = r
@@ -617,6 +718,7 @@ impl Ctx {
                 .http
                 .get(url)
                 .bearer_auth(&self.tokens[me])
+                .timeout(REQUEST_TIMEOUT)
                 .send()
                 .await
             {
@@ -650,10 +752,6 @@ impl Ctx {
 
     /// What agent `me` does with one event.
     async fn handle(self: &Arc<Self>, me: usize, kind: &str, data: &Value) {
-        self.metrics.with(|m| {
-            m.events += 1;
-            m.last_event = Some(Instant::now());
-        });
         let (key, id, from) = match self.mode {
             Mode::Floor => (
                 data["key"].as_u64(),
@@ -700,6 +798,7 @@ impl Ctx {
                     self.http
                         .post(format!("{}/pub/{}", self.base, agent_id(from.unwrap_or(0))))
                         .json(&json!({ "kind": "answered", "key": key }))
+                        .timeout(REQUEST_TIMEOUT)
                         .send()
                         .await
                 }
@@ -712,6 +811,7 @@ impl Ctx {
                         ))
                         .bearer_auth(&self.tokens[me])
                         .json(&json!({ "action": "decline" }))
+                        .timeout(REQUEST_TIMEOUT)
                         .send()
                         .await
                 }
@@ -724,7 +824,8 @@ impl Ctx {
                         .error(format!("answer {}", r.status().as_u16()));
                     return;
                 }
-                Err(_) if attempt < 99 => {}
+                // The server is restarting: try again (a request it never answered is not retried).
+                Err(e) if attempt < 99 && !e.is_timeout() => {}
                 Err(e) => {
                     self.metrics
                         .error(format!("answer transport ({})", kind_of(&e)));
@@ -751,6 +852,7 @@ impl Ctx {
                         self.base
                     ))
                     .bearer_auth(&self.tokens[me])
+                    .timeout(REQUEST_TIMEOUT + Duration::from_secs(25))
                     .send();
                 let r = tokio::select! { r = req => r, () = stop.notified() => return };
                 let body: Value = match r {
@@ -783,8 +885,15 @@ impl Ctx {
                 }
             }
         }
+        self.stream(me, &name, &stop).await;
+    }
+
+    /// Holds agent `me`'s stream as an `EventSource` would, until `stop` is notified.
+    async fn stream(self: &Arc<Self>, me: usize, name: &str, stop: &tokio::sync::Notify) {
         let mut last: Option<String> = None;
         let mut first = true;
+        // The reconnection time: set by every `retry:` field the server sends.
+        let mut retry_ms = DEFAULT_RETRY_MS;
         loop {
             let url = match self.mode {
                 Mode::Floor => format!("{}/sub/{name}", self.base),
@@ -802,84 +911,147 @@ impl Ctx {
                     r
                 }
                 Ok(r) => {
-                    self.metrics
-                        .error(format!("stream {}", r.status().as_u16()));
-                    pause().await;
+                    // The server refused the stream: a cut, and a failed request.
+                    let status = r.status().as_u16();
+                    self.metrics.error(format!("stream {status}"));
+                    self.metrics.stream_ended(
+                        me,
+                        format!("after {last:?}: HTTP {status}"),
+                        Some(format!("HTTP {status}")),
+                        retry_ms,
+                        None,
+                    );
+                    if !wait(retry_ms, stop).await {
+                        return;
+                    }
                     continue;
                 }
                 Err(e) => {
+                    // No server to talk to (a restart): no stream was cut.
                     self.metrics
                         .error(format!("stream transport ({})", kind_of(&e)));
-                    pause().await;
+                    if !wait(retry_ms, stop).await {
+                        return;
+                    }
                     continue;
                 }
             };
-            let metrics = self.metrics.clone();
-            let bytes = resp
-                .bytes_stream()
-                .inspect(move |_| metrics.bytes_arrived(me));
-            let mut events = eventsource_stream::Eventsource::eventsource(bytes);
+            let mut body = resp.bytes_stream();
+            let mut parser = sse::Parser::default();
+            let mut items = Vec::new();
             let resumed = last.clone();
             // The first and the last frame this stream brought, and how many.
             let (mut first_got, mut last_got, mut frames) = (String::new(), String::new(), 0u64);
-            loop {
-                let next =
-                    tokio::select! { n = events.next() => n, () = stop.notified() => return };
-                let e = match next {
-                    Some(Ok(e)) => e,
-                    other => {
-                        let how = match other {
-                            Some(Err(e)) => format!("error {e}"),
-                            _ => "end".to_string(),
-                        };
-                        self.metrics.stream_ended(
-                            me,
-                            format!(
-                                "after {resumed:?} got {first_got}..{last_got} ({frames}) {how}"
-                            ),
-                        );
-                        break;
-                    }
+            let mut planned = false;
+            let mut opening_retry = None;
+            let cut = loop {
+                let chunk = tokio::select! { c = body.next() => c, () = stop.notified() => return };
+                let bytes = match chunk {
+                    Some(Ok(b)) => b,
+                    // After the closing comment the server meant to end: however the body ends.
+                    _ if planned => break None,
+                    Some(Err(e)) => break Some(format!("body error ({})", kind_of(&e))),
+                    None => break Some("closed without the closing comment".to_string()),
                 };
-                frames += 1;
-                last_got = format!("{}:{}", e.event.trim_start_matches("elicitation."), e.id);
-                if frames == 1 {
-                    first_got.clone_from(&last_got);
-                }
-                if e.event == "ready" {
-                    // The opening frame carries the cursor the stream starts from: a stream cut
-                    // before its first event must resume from there, not from the live head.
-                    if self.mode == Mode::Push && !e.id.is_empty() {
-                        last = Some(e.id.clone());
+                self.metrics.bytes_arrived(me);
+                parser.push(&bytes, &mut items);
+                for item in std::mem::take(&mut items) {
+                    let e = match item {
+                        sse::Item::Retry(ms) => {
+                            retry_ms = ms;
+                            opening_retry.get_or_insert(ms);
+                            continue;
+                        }
+                        sse::Item::Comment(c) => {
+                            planned |= c.starts_with(CLOSING_COMMENT);
+                            continue;
+                        }
+                        sse::Item::Id(id) => {
+                            last = Some(id);
+                            continue;
+                        }
+                        sse::Item::Event(e) => e,
+                    };
+                    frames += 1;
+                    last_got = format!(
+                        "{}:{}",
+                        e.event.trim_start_matches("elicitation."),
+                        e.id.as_deref().unwrap_or("")
+                    );
+                    self.frame(me, e, &mut last, &mut first).await;
+                    if frames == 1 {
+                        first_got.clone_from(&last_got);
                     }
-                    if first {
-                        self.metrics.on_ready();
-                        first = false;
-                    }
-                    continue;
                 }
-                if e.event == "reset" {
-                    let head = e.id.parse().unwrap_or(0);
-                    self.metrics.reset_sequence(me, head);
-                    last = Some(e.id.clone());
-                    self.resync(me).await;
-                    continue;
-                }
-                if self.mode == Mode::Push && !e.id.is_empty() {
-                    if let Ok(seq) = e.id.parse() {
-                        self.metrics.note_sequence(me, seq);
-                    }
-                    last = Some(e.id.clone());
-                }
-                let data: Value = serde_json::from_str(&e.data).unwrap_or(Value::Null);
-                let kind = if self.mode == Mode::Floor {
-                    data["kind"].as_str().unwrap_or("").to_string()
-                } else {
-                    e.event.clone()
-                };
-                self.handle(me, &kind, &data).await;
+            };
+            let how = cut.as_deref().unwrap_or("planned end");
+            self.metrics.stream_ended(
+                me,
+                format!("after {resumed:?} got {first_got}..{last_got} ({frames}) {how}"),
+                cut,
+                retry_ms,
+                opening_retry,
+            );
+            if !wait(retry_ms, stop).await {
+                return;
             }
         }
+    }
+
+    /// What agent `me` does with one frame of its stream; `last` is its last event id.
+    async fn frame(
+        self: &Arc<Self>,
+        me: usize,
+        e: sse::Event,
+        last: &mut Option<String>,
+        first: &mut bool,
+    ) {
+        let id = e.id.unwrap_or_default();
+        if e.event == "ready" {
+            // The opening frame carries the cursor the stream starts from: a stream cut before
+            // its first event must resume from there, not from the live head.
+            if !id.is_empty() {
+                *last = Some(id);
+            }
+            if *first {
+                self.metrics.on_ready();
+                *first = false;
+            }
+            return;
+        }
+        if e.event == "reset" {
+            let head = id.parse().unwrap_or(0);
+            self.metrics.reset_sequence(me, head);
+            *last = Some(id);
+            if self.mode == Mode::Floor {
+                // The floor has no inbox to re-read: what it dropped is lost, and shows as such.
+                self.metrics.error("floor reset".into());
+            } else {
+                self.resync(me).await;
+            }
+            return;
+        }
+        if !id.is_empty() {
+            if let Ok(seq) = id.parse() {
+                self.metrics.note_sequence(me, seq);
+            }
+            *last = Some(id);
+        }
+        let data: Value = serde_json::from_str(&e.data).unwrap_or(Value::Null);
+        let kind = if self.mode == Mode::Floor {
+            data["kind"].as_str().unwrap_or("").to_string()
+        } else {
+            e.event
+        };
+        self.handle(me, &kind, &data).await;
+    }
+}
+
+/// Waits `ms` before a reconnection; false if `stop` came first.
+async fn wait(ms: u64, stop: &tokio::sync::Notify) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_millis(ms)) => true,
+        () = stop.notified() => false,
     }
 }
 

@@ -8,19 +8,26 @@
 //! - **floor**: a minimal native SSE fan-out server (this binary's `floor-server`, in memory, no Wasm,
 //!   no store), wherever the scenario is plain delivery, to show what this machine can do at all.
 //!
+//! The app runs on each key-value backend asked for (`--backend sqlite,redis`): the scaling and
+//! saturation scenarios run push on every backend (poll on the first, the floor once); the other
+//! scenarios run on the first backend.
+//!
 //! The load generator's agents ([`agents`]) answer each request as soon as they are told of it and record
 //! on one process clock when each request reached its addressee and when the answer reached the
-//! requester. Servers run as child processes on fresh state ([`server`]); their CPU time and RSS
-//! come from `/proc`, the host's key-value load from its own counters. Every number in the report
-//! ([`report`], with [`plots`]) is a number this run measured.
+//! requester; streaming agents reconnect as an `EventSource` does ([`sse`]). Servers run as child
+//! processes on fresh state ([`server`], Redis in [`redis`]); their CPU time and RSS come from
+//! `/proc`, the host's key-value load from its own counters, Redis's from `INFO commandstats`.
+//! Every number in the report ([`report`], with [`plots`]) is a number this run measured.
 
 mod agents;
 mod floor;
 mod plots;
 mod proc_stats;
+mod redis;
 mod report;
 mod scenarios;
 mod server;
+mod sse;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -46,6 +53,16 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: std::net::SocketAddr,
+        /// A stream ends by itself within the last fifth of this many seconds (the app's
+        /// `stream_max_seconds`).
+        #[arg(long, default_value_t = 25)]
+        max_seconds: u64,
+        /// `retry:` at the opening of a stream, milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        retry_ms: u64,
+        /// `retry:` sent with the closing comment of a planned end, milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        closing_retry_ms: u64,
     },
 }
 
@@ -68,9 +85,25 @@ pub struct RunArgs {
     /// Scaling: seconds of load per agent count.
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
-    /// Saturation: creates per second offered to 1000 agents (more than the server takes).
-    #[arg(long, default_value_t = 2000.0)]
+    /// Key-value backends of the app (comma-separated: sqlite, redis). Scaling and saturation run
+    /// push on each; everything else runs on the first.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite")]
+    pub backend: Vec<server::Backend>,
+    /// Saturation: the offered rate (creates/s to 1000 agents) the ramp starts from; it is raised
+    /// ×1.5 every `--saturation-step-seconds` until arrivals stop keeping up.
+    #[arg(long, default_value_t = 250.0)]
     pub saturation_rate: f64,
+    /// Saturation: seconds of each ramp step.
+    #[arg(long, default_value_t = 2.0)]
+    pub saturation_step_seconds: f64,
+    /// Saturation: seconds of the measured step at the saturating rate (default: 1.4 ×
+    /// `stream_max_seconds`, so every stream ends and reconnects during it).
+    #[arg(long)]
+    pub saturation_seconds: Option<f64>,
+    /// Saturation: at most this many creates awaiting their acknowledgement at once (the open
+    /// loop waits for room beyond it, so a saturated server is not sent unbounded connections).
+    #[arg(long, default_value_t = 1024)]
+    pub max_in_flight: usize,
     /// Single pair: sequential elicitations.
     #[arg(long, default_value_t = 100)]
     pub pair_count: u64,
@@ -95,6 +128,10 @@ pub struct RunArgs {
     /// `stream_tick_ms` of the app under test (default: the app's own default in spin.toml).
     #[arg(long)]
     pub tick_ms: Option<u64>,
+    /// `stream_max_seconds` of the app under test, which the floor's streams follow too (default:
+    /// the app's own default in spin.toml; 3 with --quick, so that streams end and reconnect in it).
+    #[arg(long)]
+    pub stream_max_seconds: Option<u64>,
     /// Requests one `events` (streams) or `subscribe` (polls, waits) instance may hold
     /// (`spin-local --component-concurrent-reuse`); the default is what `scripts/serve` uses.
     #[arg(long, default_value_t = 4096)]
@@ -103,7 +140,8 @@ pub struct RunArgs {
     /// 0 = no cap); the default is what `scripts/serve` uses.
     #[arg(long, default_value_t = 1)]
     pub stream_instances: usize,
-    /// Small, correctness-only run of every scenario for CI; fails unless every run is clean.
+    /// Small, correctness-only run of every scenario for CI (on `--backend` too); fails unless
+    /// every run is clean.
     #[arg(long)]
     pub quick: bool,
     /// Where JSON results go; BENCHMARKS.md is written beside the repository root unless --quick.
@@ -118,9 +156,27 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
-        Some(Command::FloorServer { listen }) => rt.block_on(floor::serve(listen)),
+        Some(Command::FloorServer {
+            listen,
+            max_seconds,
+            retry_ms,
+            closing_retry_ms,
+        }) => rt.block_on(floor::serve(
+            listen,
+            floor::Options {
+                max_seconds: max_seconds.max(1),
+                retry_ms,
+                closing_retry_ms,
+            },
+        )),
         None => {
             let mut args = cli.run;
+            let mut seen = std::collections::HashSet::new();
+            args.backend.retain(|b| seen.insert(*b));
+            anyhow::ensure!(!args.backend.is_empty(), "--backend names no backend");
+            if args.backend.contains(&server::Backend::Redis) {
+                redis::check_installed()?;
+            }
             if args.quick {
                 args.agents = vec![10];
                 args.duration = 2.0;
@@ -131,6 +187,9 @@ fn main() -> anyhow::Result<()> {
                 args.sustained_seconds = 6.0;
                 args.sustained_agents = 10;
                 args.sustained_rate = 10.0;
+                args.stream_max_seconds.get_or_insert(3);
+                args.saturation_rate = 50.0;
+                args.saturation_step_seconds = 1.0;
             }
             let ticks = format!(
                 "`stream_tick_ms` = {}, `stream_idle_tick_ms` = {}",

@@ -55,13 +55,18 @@ fn fmt_tick(v: f64) -> String {
     if s == "-0" { "0".into() } else { s.to_string() }
 }
 
-/// The colour of a series: fixed for the three modes, so every chart reads the same.
+/// The colour of a series: fixed for the modes (push on Redis apart from push on SQLite), so every
+/// chart reads the same.
 fn colour(name: &str, i: usize) -> &'static str {
-    match name {
-        "push" => COLOURS[0],
-        "poll" => COLOURS[1],
-        "floor" => COLOURS[2],
-        _ => COLOURS[(3 + i) % COLOURS.len()],
+    match name
+        .split_once(' ')
+        .map_or((name, ""), |(m, rest)| (m, rest))
+    {
+        ("push", rest) if rest.contains("Redis") => COLOURS[3],
+        ("push", _) => COLOURS[0],
+        ("poll", _) => COLOURS[1],
+        ("floor", _) => COLOURS[2],
+        _ => COLOURS[(4 + i) % COLOURS.len()],
     }
 }
 

@@ -24,10 +24,21 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// CPU use of `pid` over `window`, as a percentage of one core.
-pub async fn cpu_percent_over(pid: u32, window: Duration) -> Option<f64> {
-    let (c0, t0) = (cpu_seconds(pid)?, Instant::now());
+/// CPU use of each of `pids` over the same `window`, as a percentage of one core.
+pub async fn cpu_percent_over(pids: &[u32], window: Duration) -> Vec<Option<f64>> {
+    let (c0, t0): (Vec<_>, _) = (
+        pids.iter().map(|p| cpu_seconds(*p)).collect(),
+        Instant::now(),
+    );
     tokio::time::sleep(window).await;
-    let (c1, t1) = (cpu_seconds(pid)?, Instant::now());
-    Some(100.0 * (c1 - c0) / (t1 - t0).as_secs_f64())
+    let secs = t0.elapsed().as_secs_f64().max(1e-9);
+    pids.iter()
+        .zip(c0)
+        .map(|(p, c0)| Some(100.0 * (cpu_seconds(*p)? - c0?) / secs))
+        .collect()
+}
+
+/// This process's (the load generator's) CPU seconds so far.
+pub fn own_cpu_seconds() -> f64 {
+    cpu_seconds(std::process::id()).unwrap_or(0.0)
 }

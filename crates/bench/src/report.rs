@@ -1,5 +1,8 @@
 //! Results as JSON (`bench/results/<unix time>.json`) and, for full runs, `BENCHMARKS.md` with its
-//! SVG plots in `bench/plots/`.
+//! SVG plots in `bench/plots/`: the method, a table of targets computed from this run's rows
+//! (measured value, target, met or not), then per scenario its rows — one table per backend where
+//! the app ran on several — their ratios, the store's work per elicitation and the scenario's own
+//! extras. Nothing in it is typed in: every figure comes from the rows.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -9,7 +12,8 @@ use serde_json::json;
 
 use crate::RunArgs;
 use crate::plots::{Axis, Series, line_chart};
-use crate::scenarios::RunResult;
+use crate::scenarios::{RunResult, saturation_seconds};
+use crate::server::{self, Backend};
 
 fn machine() -> (usize, String, String) {
     let cores = std::thread::available_parallelism()
@@ -32,16 +36,28 @@ fn machine() -> (usize, String, String) {
     (cores, mem, model)
 }
 
+fn times(r: f64) -> String {
+    if r >= 10.0 {
+        format!("{r:.0}×")
+    } else {
+        format!("{r:.1}×")
+    }
+}
+
 fn ratio(numerator: f64, denominator: f64) -> String {
     if numerator > 0.0 && denominator > 0.0 {
-        let r = numerator / denominator;
-        if r >= 10.0 {
-            format!("{r:.0}×")
-        } else {
-            format!("{r:.1}×")
-        }
+        times(numerator / denominator)
     } else {
         "–".into()
+    }
+}
+
+/// A ratio below one, also as 1/n: `0.125 (1/8.0)`.
+fn fraction(r: f64) -> String {
+    if r > 0.0 {
+        format!("{r:.3} (1/{:.1})", 1.0 / r)
+    } else {
+        format!("{r:.3}")
     }
 }
 
@@ -57,6 +73,25 @@ fn errors(r: &RunResult) -> String {
     }
 }
 
+fn backend_title(name: &str) -> &'static str {
+    match name {
+        "redis" => Backend::Redis.title(),
+        _ => Backend::Sqlite.title(),
+    }
+}
+
+/// The mode as the tables name it: `push (SQLite)`, `poll (SQLite)`, `floor`.
+fn variant(r: &RunResult) -> String {
+    match &r.backend {
+        Some(b) => format!("{} ({})", r.mode, backend_title(b)),
+        None => r.mode.clone(),
+    }
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / 1048576.0
+}
+
 const SCENARIOS: [(&str, &str); 8] = [
     (
         "single-pair",
@@ -68,7 +103,7 @@ const SCENARIOS: [(&str, &str); 8] = [
     ),
     (
         "saturation",
-        "2b. Saturation — 1000 agents offered far more creates per second than the server takes; events/s counts every event any agent received (created, answered to both parties), and latency here is queueing",
+        "2b. Saturation — 1000 agents offered more creates per second than the server delivers (found by an open-loop ramp), for longer than `stream_max_seconds`; elicitations/s here are capacities, and latency is queueing",
     ),
     (
         "burst",
@@ -100,6 +135,7 @@ pub fn write(args: &RunArgs, results: &[RunResult], ticks: &str) -> anyhow::Resu
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    let stream_max = server::stream_max_seconds(args);
     std::fs::create_dir_all(&args.out)?;
     let doc = json!({
         "machine": { "cores": cores, "memory": mem, "cpu": model },
@@ -108,6 +144,14 @@ pub fn write(args: &RunArgs, results: &[RunResult], ticks: &str) -> anyhow::Resu
         "streamTicks": ticks,
         "streamInstances": args.stream_instances,
         "streamReuse": args.stream_reuse,
+        "streamMaxSeconds": stream_max,
+        "backends": args.backend.iter().map(|b| b.name()).collect::<Vec<_>>(),
+        "saturation": {
+            "rampStart": args.saturation_rate,
+            "rampStepSeconds": args.saturation_step_seconds,
+            "holdSeconds": saturation_seconds(args),
+            "maxInFlight": args.max_in_flight,
+        },
         "results": results,
     });
     let path = args.out.join(format!(
@@ -133,19 +177,9 @@ pub fn write(args: &RunArgs, results: &[RunResult], ticks: &str) -> anyhow::Resu
     );
     let _ = writeln!(w, "- Machine: {cores} cores ({model}), {mem} memory.");
     let _ = writeln!(w, "- Command: `{command}`");
-    let _ = writeln!(
-        w,
-        "- Method: each scenario runs every mode with the same parameters, each mode on a fresh server process (fresh state directory) driven over loopback HTTP by this one client process, which shares the {cores} cores. **Delivery** = create request sent → the addressee's event received (so it includes the create itself); **round trip** = create request sent → the requester's `answered` event received; **create** = create request sent → acknowledgement received; all on one process clock. Server CPU and RSS from `/proc/<pid>`; key-value figures from the host's own counters (`/.well-known/spin/stats`). A run is clean when every accepted create was delivered exactly once, every answer (or expiry) reached the requester, every agent saw its sequence numbers strictly increasing (a number is skipped only where a crash left a slot that readers sealed; counted as *sealed*), and no request failed.",
-    );
-    let _ = writeln!(
-        w,
-        "- Modes: **push** = SSE streams from the `events` component on `spin-local` ({ticks}; streams held by {} `events` instance(s), as `scripts/serve` runs it); **poll** = the legacy `wait_for_messages` route, checking the store once per second as the seed did; **floor** = a native in-memory SSE fan-out server (tokio + hyper, no Wasm, no store), where the scenario is plain delivery.\n",
-        if args.stream_instances == 0 {
-            "any number of".to_string()
-        } else {
-            format!("at most {}", args.stream_instances)
-        }
-    );
+    method(w, args, results, cores, ticks, stream_max);
+
+    targets(w, args, results);
 
     let failures: Vec<&RunResult> = results.iter().filter(|r| !r.clean()).collect();
     let _ = writeln!(w, "## Delivery failures\n");
@@ -161,7 +195,7 @@ pub fn write(args: &RunArgs, results: &[RunResult], ticks: &str) -> anyhow::Resu
                 "- {} / {} / {}: delivered {}/{}, answered {}/{}, expired {}/{}, duplicates {}, order violations {}, errors {}",
                 r.scenario,
                 r.label,
-                r.mode,
+                variant(r),
                 r.delivered,
                 r.accepted,
                 r.answered,
@@ -185,50 +219,37 @@ pub fn write(args: &RunArgs, results: &[RunResult], ticks: &str) -> anyhow::Resu
             continue;
         }
         let _ = writeln!(w, "## {title}\n");
-        let _ = writeln!(
-            w,
-            "| step | mode | delivery p50 / p90 / p99 / max (ms) | round trip p50 / p99 (ms) | create p50 / p99 (ms) | delivered | dup | order | errors | created events/s | all events/s | server CPU (% of a core) | RSS |"
-        );
-        let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-        for r in &rows {
-            let _ = writeln!(
-                w,
-                "| {} | {} | {:.2} / {:.2} / {:.2} / {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {}/{} ({:.1} %) | {} | {} | {} | {:.0} | {:.0} | {:.1} | {:.1} MiB |",
-                r.label,
-                r.mode,
-                r.delivery.p50,
-                r.delivery.p90,
-                r.delivery.p99,
-                r.delivery.max,
-                r.round_trip.p50,
-                r.round_trip.p99,
-                r.create.p50,
-                r.create.p99,
-                r.delivered,
-                r.accepted,
-                r.delivery_rate,
-                r.duplicates,
-                {
-                    let mut cell = r.order_violations.to_string();
-                    if r.gaps > 0 {
-                        cell.push_str(&format!(" ({} sealed)", r.gaps));
-                    }
-                    if r.resets > 0 {
-                        cell.push_str(&format!(" (re-synced {}×)", r.resets));
-                    }
-                    cell
-                },
-                errors(r),
-                r.throughput,
-                r.events_per_second,
-                r.load_cpu_percent,
-                r.rss_after as f64 / 1048576.0,
-            );
+        let backends: Vec<&str> = {
+            let mut seen = BTreeSet::new();
+            rows.iter()
+                .filter_map(|r| r.backend.as_deref())
+                .filter(|b| seen.insert(*b))
+                .collect()
+        };
+        if backends.len() > 1 {
+            // One table per backend: its app rows, and the floor (which has no store) in each.
+            for b in &backends {
+                let group: Vec<&RunResult> = rows
+                    .iter()
+                    .copied()
+                    .filter(|r| r.backend.as_deref().is_none_or(|rb| rb == *b))
+                    .collect();
+                let _ = writeln!(w, "### The app on {}\n", backend_title(b));
+                main_table(w, &group);
+                if id != "saturation" {
+                    ratios(w, &group);
+                }
+            }
+        } else {
+            main_table(w, &rows);
+            if id != "saturation" {
+                ratios(w, &rows);
+            }
         }
-        let _ = writeln!(w);
-        ratios(w, &rows);
+        store_table(w, &rows);
         match id {
             "scaling" => scaling_extra(w, &rows),
+            "saturation" => saturation_extra(w, &rows),
             "timeout-cascade" => timeout_extra(w, &rows),
             "sustained" => sustained_extra(w, &rows),
             "recovery" => recovery_extra(w, &rows),
@@ -243,6 +264,280 @@ pub fn write(args: &RunArgs, results: &[RunResult], ticks: &str) -> anyhow::Resu
     std::fs::write("BENCHMARKS.md", md)?;
     eprintln!("wrote BENCHMARKS.md and {} plot(s)", written_plots.len());
     Ok(())
+}
+
+/// The method section.
+fn method(
+    w: &mut String,
+    args: &RunArgs,
+    results: &[RunResult],
+    cores: usize,
+    ticks: &str,
+    stream_max: u64,
+) {
+    let backends = args
+        .backend
+        .iter()
+        .map(|b| b.title())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let _ = writeln!(
+        w,
+        "- Method: each scenario runs every mode with the same parameters, each mode on a fresh server process (fresh state directory, fresh store) driven over loopback HTTP by this one client process. **Delivery** = create request sent → the addressee's event received (so it includes the create itself); **round trip** = create request sent → the requester's `answered` event received; **create** = create request sent → acknowledgement received; all on one process clock. **Elicitations/s**, the same definition in every mode: created = accepted creates ÷ (first create sent → last acknowledgement received), delivered = first deliveries to addressees ÷ (first create sent → last delivery received), answered = first answers reaching requesters ÷ (first create sent → last answer received) — each count divided by the time it took to arrive, not the time spent sending. A run is clean when every accepted create was delivered exactly once, every answer (or expiry) reached the requester, every agent saw its sequence numbers strictly increasing (a number is skipped only where a crash left a slot that readers sealed; counted as *sealed*), and no request failed.",
+    );
+    let _ = writeln!(
+        w,
+        "- Processes: the host (or the floor server), Redis when the app runs on it, and this load generator all share the {cores} cores, so each one's CPU (user + system, % of one core, from `/proc/<pid>/stat`, from the first create sent until everything settled) and RSS (`/proc/<pid>/status`) is stated separately.",
+    );
+    let _ = writeln!(
+        w,
+        "- Backends ({backends}): the app's key-value store is SQLite in the host's state directory (Spin's default), or Redis: for each host it starts the benchmark starts its own `redis-server` on a free loopback port in a fresh temporary directory with `--save '' --appendonly yes --appendfsync always` (no snapshots; every write appended and synced before it is acknowledged), sends it `FLUSHALL`, and starts `spin-local` with `--runtime-config-file` naming it in Spin's syntax (`[key_value_store.default]`, `type = \"redis\"`, `url = \"redis://127.0.0.1:PORT\"`); a `kill -9` of the host leaves Redis running. Scaling and saturation run push on every backend, poll on the first ({}) and the floor once; the other scenarios run on the first backend.",
+        args.backend[0].title()
+    );
+    let _ = writeln!(
+        w,
+        "- Store operations per elicitation: over the same window, the change of every key-value counter the host reports at `/.well-known/spin/stats` (calls, keys read and written, and whatever else it counts) and, on Redis, the change of the calls of every command in `INFO commandstats` (the benchmark's own `INFO` samples left out; its `PING` and `FLUSHALL` come before the host starts), divided by the elicitations created in the window: all told, the streams' background polling included.",
+    );
+    let retries: BTreeSet<u64> = results
+        .iter()
+        .filter(|r| r.mode == "push")
+        .flat_map(|r| r.retry_at_planned_end.keys().copied())
+        .collect();
+    let (floor_open, floor_close) = server::floor_retry();
+    let _ = writeln!(
+        w,
+        "- Clients reconnect as `EventSource` does: each keeps the reconnection time the server last set with `retry:` (any `retry:` field, with or without data; 1000 ms before the first) and, whenever a stream ends, waits that long and reconnects with `Last-Event-ID` (the `ready` frame's cursor counts as an id). A stream end is *planned* when the server sent its closing comment (`: stream ends…`) before the body ended; any other end — the body closed or failed without that comment, or the stream request got an HTTP error — is a *cut*, counted per scenario and mode in the tables. Streams last at most `stream_max_seconds` = {stream_max} s. `retry:` in effect at the app's planned ends in this run: {}.",
+        if retries.is_empty() {
+            "none seen".to_string()
+        } else {
+            retries
+                .iter()
+                .map(|r| format!("{r} ms"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
+    let _ = writeln!(
+        w,
+        "- Modes: **push** = SSE streams from the `events` component on `spin-local` ({ticks}; streams held by {} `events` instance(s), as `scripts/serve` runs it); **poll** = the legacy `wait_for_messages` route, checking the store once per second as the seed did; **floor** = a native in-memory SSE fan-out server (tokio + hyper, no Wasm, no store), where the scenario is plain delivery. The floor's streams behave as the app's towards the client: per-agent sequence numbers as ids, the newest 1000 events kept for `Last-Event-ID`, a `ready` frame with the cursor, and a planned end within the last fifth of `stream_max_seconds` (the app's spread) with the app's closing comment; its `retry:` values are those the app was seen to send earlier in the run (last floor: {floor_open} ms at the opening, {floor_close} ms at a planned end).",
+        if args.stream_instances == 0 {
+            "any number of".to_string()
+        } else {
+            format!("at most {}", args.stream_instances)
+        }
+    );
+    let _ = writeln!(
+        w,
+        "- Saturation: an open-loop ramp starts at {:.0} creates/s and raises the offered rate ×1.5 every {:.1} s until a step falls behind — its arrivals (created events reaching addressees during the step) below 80 % of what it offered while more than one second of offered load is outstanding (sent, not yet delivered; a stream reconnecting after its `retry:` only delays a few deliveries), or the sender unable to send 90 % of it; at most {} creates await their acknowledgement at once. After the ramp's load settled, the measured step offers 1.25 × the best arrival rate the ramp saw for {:.0} s (longer than `stream_max_seconds`, so every stream ends and reconnects during it), in every mode alike — the floor included, so push ÷ floor there is a ratio of capacities.\n",
+        args.saturation_rate,
+        args.saturation_step_seconds,
+        args.max_in_flight,
+        saturation_seconds(args),
+    );
+}
+
+/// One line of the targets table.
+struct Target {
+    what: String,
+    measured: Option<(f64, String)>,
+    target: String,
+    met: fn(f64) -> bool,
+}
+
+fn find<'a>(
+    results: &'a [RunResult],
+    scenario: &str,
+    mode: &str,
+    backend: Option<&str>,
+    agents: Option<usize>,
+) -> Option<&'a RunResult> {
+    results.iter().find(|r| {
+        r.scenario == scenario
+            && r.mode == mode
+            && r.backend.as_deref() == backend
+            && agents.is_none_or(|a| r.agents == a)
+    })
+}
+
+/// The targets, each computed from this run's rows.
+fn targets(w: &mut String, args: &RunArgs, results: &[RunResult]) {
+    let mut rows: Vec<Target> = Vec::new();
+    let floor = find(results, "scaling", "floor", None, Some(1000));
+    let sat_floor = find(results, "saturation", "floor", None, None);
+    for b in &args.backend {
+        let name = b.name();
+        let push = find(results, "scaling", "push", Some(name), Some(1000));
+        let at = push
+            .and_then(|p| p.offered_rate)
+            .map_or(String::new(), |r| format!(" at {r:.0}/s"));
+        let p50 = push
+            .zip(floor)
+            .and_then(|(p, f)| (f.delivery.p50 > 0.0).then(|| p.delivery.p50 / f.delivery.p50));
+        let p99 = push
+            .zip(floor)
+            .and_then(|(p, f)| (f.delivery.p99 > 0.0).then(|| p.delivery.p99 / f.delivery.p99));
+        let x = |v: Option<f64>| v.map(|v| (v, times(v)));
+        match b {
+            Backend::Sqlite => {
+                rows.push(Target {
+                    what: format!("SQLite, 1000 streams{at}: push ÷ floor, delivery p50"),
+                    measured: x(p50),
+                    target: "≤ 8×".into(),
+                    met: |v| v <= 8.0,
+                });
+                rows.push(Target {
+                    what: format!("SQLite, 1000 streams{at}: push ÷ floor, delivery p99"),
+                    measured: x(p99),
+                    target: "≤ 10×".into(),
+                    met: |v| v <= 10.0,
+                });
+                rows.push(Target {
+                    what: "SQLite, 1000 streams: host CPU at idle (% of a core)".into(),
+                    measured: push
+                        .and_then(|p| p.idle_cpu_percent)
+                        .filter(|c| *c >= 0.0)
+                        .map(|c| (c, format!("{c:.1} %"))),
+                    target: "≤ 5 %".into(),
+                    met: |v| v <= 5.0,
+                });
+                rows.push(Target {
+                    what: "SQLite, 1000 streams: host RSS per stream".into(),
+                    measured: push.map(|p| {
+                        let kib = p.rss_per_agent() / 1024.0;
+                        (kib, format!("{kib:.1} KiB"))
+                    }),
+                    target: "≤ 32 KiB".into(),
+                    met: |v| v <= 32.0,
+                });
+            }
+            Backend::Redis => {
+                rows.push(Target {
+                    what: format!("Redis, 1000 streams{at}: push ÷ floor, delivery p50"),
+                    measured: x(p50),
+                    target: "≤ 12×".into(),
+                    met: |v| v <= 12.0,
+                });
+                rows.push(Target {
+                    what: format!(
+                        "Redis, 1000 streams{at}: store operations (Redis commands) per elicitation, all told"
+                    ),
+                    measured: push
+                        .and_then(|p| p.host.as_ref())
+                        .and_then(|h| h.redis.as_ref())
+                        .map(|r| (r.per_elicitation, format!("{:.1}", r.per_elicitation))),
+                    target: "≤ 30".into(),
+                    met: |v| v <= 30.0,
+                });
+            }
+        }
+        let sat = find(results, "saturation", "push", Some(name), None);
+        rows.push(Target {
+            what: format!(
+                "{}, saturation: push ÷ floor, elicitations/s answered (capacities, same run)",
+                b.title()
+            ),
+            measured: sat.zip(sat_floor).and_then(|(p, f)| {
+                let f = f.elicitations_per_second.answered;
+                (f > 0.0).then(|| {
+                    let r = p.elicitations_per_second.answered / f;
+                    (
+                        r,
+                        format!(
+                            "{} ({:.0} ÷ {f:.0})",
+                            fraction(r),
+                            p.elicitations_per_second.answered
+                        ),
+                    )
+                })
+            }),
+            target: "≥ 1/8 (0.125)".into(),
+            met: |v| v >= 0.125,
+        });
+    }
+    let _ = writeln!(w, "## Targets\n");
+    let _ = writeln!(
+        w,
+        "Each computed from the rows below (the floor rows are the same run's).\n\n| target | measured | target | met |\n|---|---|---|---|"
+    );
+    for t in rows {
+        let (measured, met) = match &t.measured {
+            Some((v, shown)) => (
+                shown.clone(),
+                if (t.met)(*v) { "met" } else { "not met" }.to_string(),
+            ),
+            None => ("not measured in this run".into(), "–".into()),
+        };
+        let _ = writeln!(w, "| {} | {measured} | {} | {met} |", t.what, t.target);
+    }
+    let _ = writeln!(w);
+}
+
+fn main_table(w: &mut String, rows: &[&RunResult]) {
+    let _ = writeln!(
+        w,
+        "| step | mode | delivery p50 / p90 / p99 / max (ms) | round trip p50 / p99 (ms) | create p50 / p99 (ms) | delivered | dup | order | errors | stream ends: planned / cut | elicitations/s created / delivered / answered | CPU (% of a core): server / Redis / client | RSS: server / Redis |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let ends = if r.mode == "poll" {
+            "–".to_string()
+        } else {
+            let cut: u64 = r.stream_cuts.values().sum();
+            let mut cell = format!("{} / {cut}", r.planned_ends);
+            if cut > 0 {
+                cell.push_str(&format!(
+                    " ({})",
+                    r.stream_cuts
+                        .iter()
+                        .map(|(k, v)| format!("{k}: {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            cell
+        };
+        let e = r.elicitations_per_second;
+        let _ = writeln!(
+            w,
+            "| {} | {} | {:.2} / {:.2} / {:.2} / {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {}/{} ({:.1} %) | {} | {} | {} | {ends} | {:.0} / {:.0} / {:.0} | {:.1} / {} / {:.1} | {:.1} MiB / {} |",
+            r.label,
+            variant(r),
+            r.delivery.p50,
+            r.delivery.p90,
+            r.delivery.p99,
+            r.delivery.max,
+            r.round_trip.p50,
+            r.round_trip.p99,
+            r.create.p50,
+            r.create.p99,
+            r.delivered,
+            r.accepted,
+            r.delivery_rate,
+            r.duplicates,
+            {
+                let mut cell = r.order_violations.to_string();
+                if r.gaps > 0 {
+                    cell.push_str(&format!(" ({} sealed)", r.gaps));
+                }
+                if r.resets > 0 {
+                    cell.push_str(&format!(" (re-synced {}×)", r.resets));
+                }
+                cell
+            },
+            errors(r),
+            e.created,
+            e.delivered,
+            e.answered,
+            r.load_cpu_percent,
+            r.store_cpu_percent
+                .map_or("–".into(), |c| format!("{c:.1}")),
+            r.client_cpu_percent,
+            mib(r.rss_after),
+            r.store_rss_after
+                .map_or("–".into(), |b| format!("{:.1} MiB", mib(b))),
+        );
+    }
+    let _ = writeln!(w);
 }
 
 fn ratios(w: &mut String, rows: &[&RunResult]) {
@@ -284,28 +579,147 @@ fn ratios(w: &mut String, rows: &[&RunResult]) {
     let _ = writeln!(w);
 }
 
+/// The store's work per elicitation, for the app's rows.
+fn store_table(w: &mut String, rows: &[&RunResult]) {
+    let app: Vec<(&RunResult, &server::HostFigures)> = rows
+        .iter()
+        .filter_map(|r| r.host.as_ref().map(|h| (*r, h)))
+        .collect();
+    if app.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        w,
+        "Store operations per elicitation (all told, from the first create sent until everything settled):\n\n| step | mode | elicitations | host KV calls / keys read / keys written | other host KV counters | Redis commands | Redis commands by kind |\n|---|---|---|---|---|---|---|"
+    );
+    for (r, h) in app {
+        let (main, other) = match &h.load {
+            Some(l) => {
+                let get = |k: &str| l.per_elicitation.get(k).copied().unwrap_or(0.0);
+                let other: Vec<String> = l
+                    .per_elicitation
+                    .iter()
+                    .filter(|(k, v)| {
+                        !["calls", "keysRead", "keysWritten"].contains(&k.as_str()) && **v > 0.0
+                    })
+                    .map(|(k, v)| format!("{k} {v:.2}"))
+                    .collect();
+                (
+                    format!(
+                        "{:.1} / {:.1} / {:.1}",
+                        get("calls"),
+                        get("keysRead"),
+                        get("keysWritten")
+                    ),
+                    if other.is_empty() {
+                        "–".into()
+                    } else {
+                        other.join(", ")
+                    },
+                )
+            }
+            None => ("– (host restarted)".into(), "–".into()),
+        };
+        let (total, kinds) = match &h.redis {
+            Some(rl) => {
+                let mut by: Vec<(&String, &f64)> = rl.by_command.iter().collect();
+                by.sort_by(|a, b| b.1.total_cmp(a.1));
+                (
+                    format!("{:.1}", rl.per_elicitation),
+                    if by.is_empty() {
+                        "–".into()
+                    } else {
+                        by.iter()
+                            .map(|(k, v)| format!("{k} {v:.2}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    },
+                )
+            }
+            None => ("–".into(), "–".into()),
+        };
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {main} | {other} | {total} | {kinds} |",
+            r.label,
+            variant(r),
+            h.elicitations
+        );
+    }
+    let _ = writeln!(w);
+}
+
 fn scaling_extra(w: &mut String, rows: &[&RunResult]) {
     let _ = writeln!(
         w,
-        "Idle cost, every agent connected and no traffic, and the store load:\n\n| step | mode | connect (s) | idle CPU (% of a core) | RSS idle / per agent | KV keys read/s idle | KV keys read/s / written/s under load | `events` instances |\n|---|---|---|---|---|---|---|---|"
+        "Idle cost, every agent connected and no traffic, and the store load:\n\n| step | mode | connect (s) | idle CPU (% of a core): server / Redis | RSS idle / per agent | KV keys read/s idle | Redis commands/s idle | KV keys read/s / written/s under load | `events` instances |\n|---|---|---|---|---|---|---|---|---|"
     );
     for r in rows {
         let host = r.host.as_ref();
         let _ = writeln!(
             w,
-            "| {} | {} | {:.2} | {} | {:.1} MiB / {:.1} KiB | {} | {} | {} |",
+            "| {} | {} | {:.2} | {} / {} | {:.1} MiB / {:.1} KiB | {} | {} | {} | {} |",
             r.label,
-            r.mode,
+            variant(r),
             r.connect_seconds,
             r.idle_cpu_percent.map_or("–".into(), |c| format!("{c:.1}")),
-            r.rss_connected as f64 / 1048576.0,
+            r.idle_store_cpu_percent
+                .map_or("–".into(), |c| format!("{c:.1}")),
+            mib(r.rss_connected),
             r.rss_per_agent() / 1024.0,
-            host.map_or("–".into(), |h| format!("{:.0}", h.kv_reads_idle)),
-            host.map_or("–".into(), |h| format!(
-                "{:.0} / {:.0}",
-                h.kv_reads_load, h.kv_writes_load
-            )),
+            host.and_then(|h| h.kv_reads_idle)
+                .map_or("–".into(), |v| format!("{v:.0}")),
+            host.and_then(|h| h.redis_commands_idle)
+                .map_or("–".into(), |v| format!("{v:.0}")),
+            host.and_then(|h| h.load.as_ref())
+                .map_or("–".into(), |l| format!(
+                    "{:.0} / {:.0}",
+                    l.reads_per_second, l.writes_per_second
+                )),
             host.map_or("–".into(), |h| h.stream_instances.to_string()),
+        );
+    }
+    let _ = writeln!(w);
+}
+
+fn saturation_extra(w: &mut String, rows: &[&RunResult]) {
+    let floor = rows
+        .iter()
+        .find(|r| r.mode == "floor")
+        .map(|r| r.elicitations_per_second.answered);
+    let _ = writeln!(
+        w,
+        "How each mode's offered rate was found, and its capacity (elicitations/s of the measured step):\n\n| mode | ramp: offered → delivered per s (each step) | measured step: offered /s | created / delivered / answered per s | saturated (delivered < 95 % of offered) | ÷ floor, answered per s |\n|---|---|---|---|---|---|"
+    );
+    for r in rows {
+        let e = r.elicitations_per_second;
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {:.0} / {:.0} / {:.0} | {} | {} |",
+            variant(r),
+            r.ramp
+                .iter()
+                .map(|s| format!(
+                    "{:.0} → {:.0}{}",
+                    s.offered,
+                    s.delivered,
+                    if s.kept_up { "" } else { " (fell behind)" }
+                ))
+                .collect::<Vec<_>>()
+                .join(", "),
+            r.offered_rate.map_or("–".into(), |o| format!("{o:.0}")),
+            e.created,
+            e.delivered,
+            e.answered,
+            match r.saturated() {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "–",
+            },
+            match floor {
+                Some(f) if r.mode != "floor" && f > 0.0 => fraction(e.answered / f),
+                _ => "–".into(),
+            },
         );
     }
     let _ = writeln!(w);
@@ -321,7 +735,7 @@ fn timeout_extra(w: &mut String, rows: &[&RunResult]) {
         let _ = writeln!(
             w,
             "| {} | {}/{} | {:.0} / {:.0} / {:.0} / {:.0} | {}/{} |",
-            r.mode,
+            variant(r),
             r.expired,
             r.expected_expiries,
             e.p50,
@@ -344,11 +758,10 @@ fn sustained_extra(w: &mut String, rows: &[&RunResult]) {
         let (Some(first), Some(last)) = (r.rss_series.first(), r.rss_series.last()) else {
             continue;
         };
-        let mib = |b: u64| b as f64 / 1048576.0;
         let _ = writeln!(
             w,
             "| {} | {:.1} MiB | {:.1} MiB | {:+.1} MiB | {} |",
-            r.mode,
+            variant(r),
             mib(first.1),
             mib(last.1),
             mib(last.1) - mib(first.1),
@@ -372,7 +785,7 @@ fn recovery_extra(w: &mut String, rows: &[&RunResult]) {
         let _ = writeln!(
             w,
             "| {} | {:.2} | {:.2} | {} → {} | {} |",
-            r.mode,
+            variant(r),
             rec.serving_after,
             rec.first_delivery_after,
             rec.acknowledged_before_kill,
@@ -399,14 +812,14 @@ fn write_plots(dir: &Path, results: &[RunResult]) -> anyhow::Result<Vec<(String,
         out.push((scenario.to_string(), file.to_string(), caption.to_string()));
         Ok(())
     };
-    // Latency CDF, push vs poll vs floor, at the largest scaling step.
+    // Latency CDF, every mode and backend, at the largest scaling step.
     let scaling: Vec<&RunResult> = results.iter().filter(|r| r.scenario == "scaling").collect();
     if let Some(max) = scaling.iter().map(|r| r.agents).max() {
         let series: Vec<Series> = scaling
             .iter()
             .filter(|r| r.agents == max)
             .map(|r| Series {
-                name: r.mode.clone(),
+                name: variant(r),
                 points: r.delivery_cdf.clone(),
             })
             .collect();
@@ -429,16 +842,16 @@ fn write_plots(dir: &Path, results: &[RunResult]) -> anyhow::Result<Vec<(String,
             ),
         )?;
         // p99 vs agent count.
-        let modes: BTreeSet<&str> = scaling.iter().map(|r| r.mode.as_str()).collect();
-        let series: Vec<Series> = modes
+        let variants: BTreeSet<String> = scaling.iter().map(|r| variant(r)).collect();
+        let series: Vec<Series> = variants
             .into_iter()
             .map(|m| Series {
-                name: m.to_string(),
                 points: scaling
                     .iter()
-                    .filter(|r| r.mode == m)
+                    .filter(|r| variant(r) == m)
                     .map(|r| (r.agents as f64, r.delivery.p99))
                     .collect(),
+                name: m,
             })
             .collect();
         save(
@@ -459,16 +872,66 @@ fn write_plots(dir: &Path, results: &[RunResult]) -> anyhow::Result<Vec<(String,
             ),
         )?;
     }
+    // Arrivals vs offered load: the saturation ramps, and each measured step as its last point.
+    let saturation: Vec<&RunResult> = results
+        .iter()
+        .filter(|r| r.scenario == "saturation")
+        .collect();
+    if !saturation.is_empty() {
+        let mut series: Vec<Series> = saturation
+            .iter()
+            .map(|r| Series {
+                name: variant(r),
+                points: r
+                    .ramp
+                    .iter()
+                    .map(|s| (s.offered, s.delivered))
+                    .chain(
+                        r.offered_rate
+                            .map(|o| (o, r.elicitations_per_second.delivered)),
+                    )
+                    .collect(),
+            })
+            .collect();
+        for s in &mut series {
+            s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        }
+        let offered: Vec<f64> = series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.0))
+            .collect();
+        let lo = offered.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = offered.iter().copied().fold(0.0, f64::max);
+        if lo.is_finite() && hi > 0.0 {
+            series.push(Series {
+                name: "delivered = offered".into(),
+                points: vec![(lo, lo), (hi, hi)],
+            });
+        }
+        save(
+            "saturation",
+            "capacity.svg",
+            "Delivered vs offered creates per second (saturation ramp, then the measured step)",
+            line_chart(
+                "Delivered vs offered creates per second",
+                &Axis {
+                    label: "offered creates/s (log)".into(),
+                    log: true,
+                },
+                &Axis {
+                    label: "created events delivered/s (log)".into(),
+                    log: true,
+                },
+                &series,
+            ),
+        )?;
+    }
     let sustained: Vec<Series> = results
         .iter()
         .filter(|r| r.scenario == "sustained")
         .map(|r| Series {
-            name: r.mode.clone(),
-            points: r
-                .rss_series
-                .iter()
-                .map(|(t, b)| (*t, *b as f64 / 1048576.0))
-                .collect(),
+            name: variant(r),
+            points: r.rss_series.iter().map(|(t, b)| (*t, mib(*b))).collect(),
         })
         .collect();
     if !sustained.is_empty() {

@@ -1,5 +1,25 @@
 //! The scenarios. Each runs every requested mode with the same parameters, one fresh server per
-//! mode, and turns what the agents measured into result rows.
+//! mode (and per backend: the scaling and saturation scenarios run push on every `--backend`, poll
+//! on the first, the floor once; the others run on the first backend), and turns what the agents
+//! measured into result rows.
+//!
+//! Figures every row has, with one definition for every mode:
+//! - **elicitations/s** created, delivered and answered: accepted creates ÷ (first create sent →
+//!   last acknowledgement received), first deliveries to the addressee ÷ (first create sent → last
+//!   delivery received), first answered events at the requester ÷ (first create sent → last
+//!   answer received) — each count divided by the time it took to *arrive*, not by the time
+//!   spent sending;
+//! - **stream ends**: planned (the server's closing comment, then the end of the body) and cuts
+//!   (closed without it, a body error or an HTTP error), while the step ran;
+//! - CPU (% of one core) of the server, of Redis (`--backend redis`) and of this load generator,
+//!   from the start of sending until everything settled, all from `/proc/<pid>`; all of them share
+//!   the machine's cores;
+//! - the store's work per elicitation created in that window: every key-value counter the host
+//!   reports, and for Redis the commands it executed (`INFO commandstats`), all told — background
+//!   polling included.
+//!
+//! Saturation ([`saturation`]) finds its offered rate with an open-loop ramp and then holds it for
+//! longer than `stream_max_seconds`; see there.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::IsTerminal;
@@ -12,12 +32,13 @@ use anyhow::Context;
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::RunArgs;
-use crate::agents::{Ctx, Metrics, Mode, PHASE, Percentiles, agent_id, cdf};
-use crate::server::{ADMIN, HostFigures, HostSample, Server};
+use crate::agents::{Ctx, Metrics, Mode, PHASE, Percentiles, REQUEST_TIMEOUT, agent_id, cdf};
+use crate::proc_stats;
+use crate::server::{ADMIN, Backend, HostFigures, HostSample, Server, stream_max_seconds};
 
 /// What a `kill -9` in the middle of a run cost.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -32,20 +53,60 @@ pub struct Recovery {
     pub delivered_of_those: u64,
 }
 
-/// One row of the report: one scenario step in one mode.
+/// Elicitations per second, each count divided by the time from the first create sent to the
+/// last of its kind arriving.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Rates {
+    /// Accepted creates ÷ (first sent → last acknowledgement received).
+    pub created: f64,
+    /// Created events first received by addressees ÷ (first sent → last such arrival).
+    pub delivered: f64,
+    /// Answered events first received by requesters ÷ (first sent → last such arrival).
+    pub answered: f64,
+}
+
+fn per_second(n: u64, from: Option<Instant>, to: Option<Instant>) -> f64 {
+    match (from, to) {
+        (Some(a), Some(b)) if n > 0 => {
+            n as f64 / b.saturating_duration_since(a).as_secs_f64().max(1e-6)
+        }
+        _ => 0.0,
+    }
+}
+
+/// One step of the saturation ramp.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct RampStep {
+    /// Creates per second offered.
+    pub offered: f64,
+    /// Creates per second actually sent (below `offered` when the in-flight cap held the sender).
+    pub sent: f64,
+    /// Created events per second that reached their addressee during the step.
+    pub delivered: f64,
+    /// Creates sent but not yet delivered at the end of the step, as seconds of offered load.
+    pub backlog_seconds: f64,
+    /// Whether arrivals kept up with the offered rate.
+    pub kept_up: bool,
+}
+
+/// One row of the report: one scenario step in one mode (on one backend).
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResult {
     /// Addressees that missed accepted creates, how many, and where their stream stood at the end.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub undelivered: Vec<String>,
-    /// single-pair, scaling, burst, timeout-cascade, contention, sustained, recovery.
+    /// single-pair, scaling, saturation, burst, timeout-cascade, contention, sustained, recovery.
     pub scenario: String,
     /// The step (e.g. "1000 agents", "phase 2: 200 agents", "50 writers").
     pub label: String,
     /// push, poll or floor.
     pub mode: String,
+    /// The app's key-value backend (sqlite, redis); none for the floor.
+    pub backend: Option<String>,
     /// Agents taking part.
     pub agents: usize,
+    /// The offered rate of creates per second, where the step has one.
+    pub offered_rate: Option<f64>,
     /// Creates sent.
     pub sent: u64,
     /// Creates the server accepted.
@@ -74,6 +135,12 @@ pub struct RunResult {
     pub gaps: u64,
     /// Times an agent fell a retained window (1000 events) behind and re-synced from its inbox.
     pub resets: u64,
+    /// Streams that ended as the server planned while the step ran.
+    pub planned_ends: u64,
+    /// Streams cut while the step ran, by how.
+    pub stream_cuts: BTreeMap<String, u64>,
+    /// The `retry:` in effect at the planned ends (ms → ends).
+    pub retry_at_planned_end: BTreeMap<u64, u64>,
     /// Create sent → addressee's event received.
     pub delivery: Percentiles,
     /// Create sent → requester's answered event received.
@@ -84,31 +151,38 @@ pub struct RunResult {
     pub expiry_lateness: Option<Percentiles>,
     /// Delivery latency distribution, (ms, fraction), for plots.
     pub delivery_cdf: Vec<(f64, f64)>,
-    /// Created events delivered per second while sending.
-    pub throughput: f64,
-    /// Events of every kind (created, answered to both parties, expired, …) the agents received
-    /// per second, from the first create sent to the last event received.
-    pub events_per_second: f64,
-    /// Seconds of sending.
+    /// Elicitations per second created, delivered and answered.
+    pub elicitations_per_second: Rates,
+    /// Seconds from the first create sent until every create was acknowledged.
     pub seconds: f64,
     /// Server CPU with every agent connected and no traffic, percent of one core.
     pub idle_cpu_percent: Option<f64>,
+    /// Redis CPU over the same idle window.
+    pub idle_store_cpu_percent: Option<f64>,
     /// Server CPU from the start of sending until everything settled, percent of one core.
     pub load_cpu_percent: f64,
+    /// Redis CPU over the same window.
+    pub store_cpu_percent: Option<f64>,
+    /// This load generator's CPU over the same window.
+    pub client_cpu_percent: f64,
     /// Server RSS before the agents connected, bytes.
     pub rss_before: u64,
     /// Server RSS with every agent connected, bytes.
     pub rss_connected: u64,
     /// Server RSS at the end, bytes.
     pub rss_after: u64,
+    /// Redis RSS at the end, bytes.
+    pub store_rss_after: Option<u64>,
     /// Seconds until every agent was connected.
     pub connect_seconds: f64,
-    /// The host's own counters.
+    /// The host's own counters, and Redis's.
     pub host: Option<HostFigures>,
     /// (seconds since the start of sending, RSS bytes), every 5 s (sustained).
     pub rss_series: Vec<(f64, u64)>,
     /// The crash (recovery).
     pub recovery: Option<Recovery>,
+    /// The ramp that found the saturating rate (saturation).
+    pub ramp: Vec<RampStep>,
 }
 
 impl RunResult {
@@ -131,11 +205,62 @@ impl RunResult {
     pub fn rss_per_agent(&self) -> f64 {
         self.rss_connected.saturating_sub(self.rss_before) as f64 / self.agents.max(1) as f64
     }
+
+    /// Whether the step's deliveries fell behind its offered rate (saturation).
+    pub fn saturated(&self) -> Option<bool> {
+        self.offered_rate
+            .map(|o| self.elicitations_per_second.delivered < 0.95 * o)
+    }
+}
+
+/// One way to run a scenario: a mode and, for the app, its backend.
+#[derive(Clone, Copy, Debug)]
+struct Variant {
+    mode: Mode,
+    backend: Option<Backend>,
+}
+
+impl Variant {
+    fn name(self) -> String {
+        match self.backend {
+            Some(b) => format!("{} on {}", self.mode.name(), b.name()),
+            None => self.mode.name().to_string(),
+        }
+    }
+}
+
+/// The variants a scenario runs, in order: push (on every backend when `every_backend`, else on
+/// the first), poll on the first backend, the floor when the scenario is plain delivery.
+fn variants(
+    args: &RunArgs,
+    floor_applies: bool,
+    every_backend: bool,
+) -> anyhow::Result<Vec<Variant>> {
+    let first = args.backend[0];
+    let mut out = Vec::new();
+    for m in &args.modes {
+        match Mode::parse(m)? {
+            Mode::Push if every_backend => out.extend(args.backend.iter().map(|b| Variant {
+                mode: Mode::Push,
+                backend: Some(*b),
+            })),
+            Mode::Floor if !floor_applies => {}
+            Mode::Floor => out.push(Variant {
+                mode: Mode::Floor,
+                backend: None,
+            }),
+            mode => out.push(Variant {
+                mode,
+                backend: Some(first),
+            }),
+        }
+    }
+    Ok(out)
 }
 
 /// One server with its agents.
 struct Session {
-    mode: Mode,
+    variant: Variant,
     server: Server,
     ctx: Arc<Ctx>,
     running: HashMap<usize, (Arc<Notify>, JoinHandle<()>)>,
@@ -148,6 +273,7 @@ async fn tokens(http: &reqwest::Client, base: &str, n: usize) -> anyhow::Result<
             .post(format!("{base}/v1/tokens"))
             .bearer_auth(ADMIN)
             .json(&json!({ "agent": agent_id(i), "ttlSeconds": 3600 }))
+            .timeout(REQUEST_TIMEOUT)
             .send()
             .await?
             .json()
@@ -166,11 +292,12 @@ impl Session {
     /// Starts a server and mints tokens for `agents` agents (none connected yet).
     async fn open(
         args: &RunArgs,
-        mode: Mode,
+        variant: Variant,
         agents: usize,
         silent: HashSet<usize>,
     ) -> anyhow::Result<Self> {
-        let server = Server::start(args, mode).await?;
+        let mode = variant.mode;
+        let server = Server::start(args, mode, variant.backend).await?;
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(4096)
             .tcp_nodelay(true)
@@ -191,7 +318,7 @@ impl Session {
             silent,
         });
         Ok(Self {
-            mode,
+            variant,
             server,
             ctx,
             running: HashMap::new(),
@@ -233,7 +360,7 @@ impl Session {
     }
 
     fn sample(&self) -> impl Future<Output = HostSample> + '_ {
-        HostSample::take(&self.ctx.http, &self.server.base, self.mode)
+        self.server.sample(&self.ctx.http)
     }
 
     /// Sends one create in the background.
@@ -251,6 +378,11 @@ impl Session {
     }
 
     fn stop(mut self) {
+        if self.variant.mode == Mode::Push {
+            // The floor's streams send the `retry:` values the app's did.
+            let (opening, closing) = self.metrics().usual_retry();
+            crate::server::note_app_retry(opening, closing);
+        }
         let all: Vec<usize> = self.running.keys().copied().collect();
         for i in all {
             self.disconnect(i..i + 1);
@@ -266,6 +398,72 @@ fn round_robin(n: usize) -> impl Fn(u64) -> (usize, usize) {
     move |k| ((k as usize) % n, (k as usize + 1) % n)
 }
 
+/// An open-loop load: creates at `rate` per second (missed ticks are sent at once, so the count
+/// offered by any moment is `rate × elapsed`), keys `phase * PHASE + i`.
+struct OpenLoop<'a> {
+    phase: usize,
+    rate: f64,
+    ttl: Option<u64>,
+    /// Stops sending early when set.
+    stop: Option<&'a AtomicBool>,
+    /// At most this many creates awaiting acknowledgement; the sender waits for room.
+    cap: Option<Arc<Semaphore>>,
+}
+
+impl OpenLoop<'_> {
+    fn at(phase: usize, rate: f64) -> Self {
+        Self {
+            phase,
+            rate,
+            ttl: None,
+            stop: None,
+            cap: None,
+        }
+    }
+
+    /// Sends `n` creates, `plan(i)` giving (from, to) of the `i`-th; returns their tasks (each
+    /// ends when its create was answered by the server).
+    async fn send(
+        &self,
+        ctx: &Arc<Ctx>,
+        n: u64,
+        plan: &impl Fn(u64) -> (usize, usize),
+    ) -> Vec<JoinHandle<bool>> {
+        let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / self.rate.max(0.001)));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut sends = Vec::new();
+        for i in 0..n {
+            if self.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                break;
+            }
+            ticker.tick().await;
+            let permit = match &self.cap {
+                Some(cap) => cap.clone().acquire_owned().await.ok(),
+                None => None,
+            };
+            let (from, to) = plan(i);
+            let ctx = ctx.clone();
+            let key = self.phase as u64 * PHASE + i;
+            let ttl = self.ttl;
+            sends.push(tokio::spawn(async move {
+                let ok = ctx.create(key, from, to, ttl).await;
+                drop(permit);
+                ok
+            }));
+        }
+        sends
+    }
+
+    /// Sends `n` creates and returns the seconds until every one was answered by the server.
+    async fn run(&self, ctx: &Arc<Ctx>, n: u64, plan: impl Fn(u64) -> (usize, usize)) -> f64 {
+        let started = Instant::now();
+        for t in self.send(ctx, n, &plan).await {
+            let _ = t.await;
+        }
+        started.elapsed().as_secs_f64()
+    }
+}
+
 /// Sends `n` creates at `rate` per second (fewer if `stop` is set first), `plan(i)` giving
 /// (from, to) of the `i`-th; keys are `phase * PHASE + i`. Returns the seconds it took until every
 /// create was answered by the server.
@@ -278,26 +476,12 @@ async fn paced(
     plan: impl Fn(u64) -> (usize, usize),
     stop: Option<&AtomicBool>,
 ) -> f64 {
-    let started = Instant::now();
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut sends = Vec::new();
-    for i in 0..n {
-        if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
-            break;
-        }
-        ticker.tick().await;
-        let (from, to) = plan(i);
-        let ctx = ctx.clone();
-        let key = phase as u64 * PHASE + i;
-        sends.push(tokio::spawn(
-            async move { ctx.create(key, from, to, ttl).await },
-        ));
-    }
-    for t in sends {
-        let _ = t.await;
-    }
-    started.elapsed().as_secs_f64()
+    let load = OpenLoop {
+        ttl,
+        stop,
+        ..OpenLoop::at(phase, rate)
+    };
+    load.run(ctx, n, plan).await
 }
 
 /// A live progress line on a terminal (nothing when stderr is not one).
@@ -316,7 +500,7 @@ impl Progress {
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 let c = metrics.counts();
                 eprint!(
-                    "\r\x1b[2K  {what}: {:.0} s, {} agents up, sent {}, accepted {}, delivered {}, answered {}, expired {}, errors {}",
+                    "\r\x1b[2K  {what}: {:.0} s, {} agents up, sent {}, accepted {}, delivered {}, answered {}, expired {}, errors {}, stream ends {}",
                     started.elapsed().as_secs_f64(),
                     c.ready,
                     c.sent,
@@ -324,7 +508,8 @@ impl Progress {
                     c.delivered,
                     c.answered,
                     c.expired,
-                    c.errors
+                    c.errors,
+                    c.planned_ends
                 );
             }
         });
@@ -347,15 +532,18 @@ struct Step {
     label: String,
     agents: usize,
     phases: Vec<usize>,
+    offered_rate: Option<f64>,
     seconds: f64,
     connect_seconds: f64,
     idle_cpu_percent: Option<f64>,
-    load_cpu_percent: f64,
+    idle_store_cpu_percent: Option<f64>,
+    /// Host counters at the start and the end of the idle window.
+    idle: Option<(HostSample, HostSample)>,
     rss_connected: u64,
-    host: Option<HostFigures>,
     rss_series: Vec<(f64, u64)>,
     recovery: Option<Recovery>,
     outage_errors: BTreeMap<String, u64>,
+    ramp: Vec<RampStep>,
 }
 
 impl Step {
@@ -365,15 +553,17 @@ impl Step {
             label,
             agents,
             phases: vec![phase],
+            offered_rate: None,
             seconds: 0.0,
             connect_seconds: 0.0,
             idle_cpu_percent: None,
-            load_cpu_percent: 0.0,
+            idle_store_cpu_percent: None,
+            idle: None,
             rss_connected: 0,
-            host: None,
             rss_series: Vec::new(),
             recovery: None,
             outage_errors: BTreeMap::new(),
+            ramp: Vec::new(),
         }
     }
 }
@@ -383,38 +573,51 @@ struct Mark {
     counts: crate::agents::Counts,
     expected: (u64, u64),
     errors: BTreeMap<String, u64>,
+    cuts: BTreeMap<String, u64>,
+    retry_at_planned_end: BTreeMap<u64, u64>,
     order_violations: u64,
     gaps: u64,
     resets: u64,
     cpu: f64,
+    store_cpu: Option<f64>,
+    client_cpu: f64,
+    sample: HostSample,
     at: Instant,
 }
 
 impl Mark {
-    fn now(s: &Session) -> Self {
+    async fn now(s: &Session) -> Self {
+        let sample = s.sample().await;
         Self {
             counts: s.metrics().counts(),
             expected: s.metrics().expected(&s.ctx.silent),
             errors: s.metrics().errors(),
+            cuts: s.metrics().cuts(),
+            retry_at_planned_end: s.metrics().retry_at_planned_end(),
             order_violations: s.metrics().order_violations(),
             gaps: s.metrics().gaps(),
             resets: s.metrics().resets(),
             cpu: s.server.cpu_seconds(),
+            store_cpu: s.server.redis_cpu_seconds(),
+            client_cpu: proc_stats::own_cpu_seconds(),
+            sample,
             at: Instant::now(),
         }
     }
 }
 
-fn minus(a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+fn minus<K: Ord + Clone>(a: &BTreeMap<K, u64>, b: &BTreeMap<K, u64>) -> BTreeMap<K, u64> {
     a.iter()
         .filter_map(|(k, v)| {
-            let d = v - b.get(k).copied().unwrap_or(0);
+            let d = v.saturating_sub(b.get(k).copied().unwrap_or(0));
             (d > 0).then(|| (k.clone(), d))
         })
         .collect()
 }
 
-fn finish(s: &Session, mark: &Mark, mut step: Step) -> RunResult {
+/// The row of a step that began at `mark`: call it once everything settled.
+async fn finish(s: &Session, mark: &Mark, step: Step) -> RunResult {
+    let end = s.sample().await;
     let m = s.metrics();
     let c = m.counts();
     let (expected_answers, expected_expiries) = m.expected(&s.ctx.silent);
@@ -424,24 +627,31 @@ fn finish(s: &Session, mark: &Mark, mut step: Step) -> RunResult {
     };
     let accepted = c.accepted - mark.counts.accepted;
     let delivered = c.delivered - mark.counts.delivered;
-    if step.load_cpu_percent == 0.0 {
-        step.load_cpu_percent =
-            100.0 * (s.server.cpu_seconds() - mark.cpu) / mark.at.elapsed().as_secs_f64().max(1e-9);
-    }
+    let answered = c.answered - mark.counts.answered;
+    let secs = mark.at.elapsed().as_secs_f64().max(1e-9);
+    let percent = |now: f64, then: f64| 100.0 * (now - then) / secs;
     let errors = minus(&minus(&m.errors(), &mark.errors), &step.outage_errors);
     let mut undelivered = m.undelivered();
     undelivered.truncate(20);
+    let host = HostSample::figures(
+        step.idle.as_ref().map(|(a, b)| (a, b)),
+        &mark.sample,
+        &end,
+        accepted,
+    );
     RunResult {
         undelivered,
         scenario: step.scenario.to_string(),
         label: step.label,
-        mode: s.mode.name().to_string(),
+        mode: s.variant.mode.name().to_string(),
+        backend: s.variant.backend.map(|b| b.name().to_string()),
         agents: step.agents,
+        offered_rate: step.offered_rate,
         sent: c.sent - mark.counts.sent,
         accepted,
         delivered,
         duplicates: c.duplicates - mark.counts.duplicates,
-        answered: c.answered - mark.counts.answered,
+        answered,
         expected_answers: expected_answers - mark.expected.0,
         expired: c.expired - mark.counts.expired,
         expected_expiries: expected_expiries - mark.expected.1,
@@ -455,47 +665,78 @@ fn finish(s: &Session, mark: &Mark, mut step: Step) -> RunResult {
         order_violations: m.order_violations() - mark.order_violations,
         gaps: m.gaps() - mark.gaps,
         resets: m.resets() - mark.resets,
+        planned_ends: c.planned_ends - mark.counts.planned_ends,
+        stream_cuts: minus(&m.cuts(), &mark.cuts),
+        retry_at_planned_end: minus(&m.retry_at_planned_end(), &mark.retry_at_planned_end),
         delivery: pct(&h.delivery),
         round_trip: pct(&h.round_trip),
         create: pct(&h.create),
         expiry_lateness: h.expiry_lateness.as_ref().map(Percentiles::of),
         delivery_cdf: h.delivery.as_ref().map(cdf).unwrap_or_default(),
-        throughput: delivered as f64 / step.seconds.max(1e-9),
-        events_per_second: {
-            let span = m
-                .last_event()
-                .map_or(0.0, |t| t.saturating_duration_since(mark.at).as_secs_f64());
-            (c.events - mark.counts.events) as f64 / span.max(1e-9)
+        elicitations_per_second: Rates {
+            created: per_second(accepted, h.first_sent, h.last_ack),
+            delivered: per_second(delivered, h.first_sent, h.last_delivered),
+            answered: per_second(answered, h.first_sent, h.last_answered),
         },
         seconds: step.seconds,
         idle_cpu_percent: step.idle_cpu_percent,
-        load_cpu_percent: step.load_cpu_percent,
+        idle_store_cpu_percent: step.idle_store_cpu_percent,
+        load_cpu_percent: percent(s.server.cpu_seconds(), mark.cpu),
+        store_cpu_percent: s
+            .server
+            .redis_cpu_seconds()
+            .zip(mark.store_cpu)
+            .map(|(now, then)| percent(now, then)),
+        client_cpu_percent: percent(proc_stats::own_cpu_seconds(), mark.client_cpu),
         rss_before: s.rss_before,
         rss_connected: step.rss_connected,
         rss_after: s.server.rss(),
+        store_rss_after: s.server.redis_rss(),
         connect_seconds: step.connect_seconds,
-        host: step.host,
+        host,
         rss_series: step.rss_series,
         recovery: step.recovery,
+        ramp: step.ramp,
     }
 }
 
 fn say(r: &RunResult) {
+    let mode = match &r.backend {
+        Some(b) => format!("{} ({b})", r.mode),
+        None => r.mode.clone(),
+    };
+    let e = r.elicitations_per_second;
     let mut line = format!(
-        "  {:<15} {:<22} {:<5} delivery p50 {:>8.2} ms p99 {:>8.2} ms, round trip p50 {:>8.2} ms, {}/{} delivered",
+        "  {:<15} {:<22} {:<14} delivery p50 {:>8.2} ms p99 {:>8.2} ms, round trip p50 {:>8.2} ms, {}/{} delivered, {:.0}/{:.0}/{:.0} elicitations/s created/delivered/answered",
         r.scenario,
         r.label,
-        r.mode,
+        mode,
         r.delivery.p50,
         r.delivery.p99,
         r.round_trip.p50,
         r.delivered,
-        r.accepted
+        r.accepted,
+        e.created,
+        e.delivered,
+        e.answered
     );
+    if r.planned_ends > 0 || !r.stream_cuts.is_empty() {
+        line.push_str(&format!(
+            ", streams ended {} planned / {} cut",
+            r.planned_ends,
+            r.stream_cuts.values().sum::<u64>()
+        ));
+    }
     if let Some(cpu) = r.idle_cpu_percent {
         line.push_str(&format!(
             ", idle CPU {cpu:.1} %, {:.1} KiB/agent",
             r.rss_per_agent() / 1024.0
+        ));
+    }
+    if let Some(redis) = r.host.as_ref().and_then(|h| h.redis.as_ref()) {
+        line.push_str(&format!(
+            ", {:.1} Redis commands/elicitation",
+            redis.per_elicitation
         ));
     }
     if let Some(e) = &r.expiry_lateness {
@@ -519,29 +760,16 @@ fn say(r: &RunResult) {
     eprintln!("{line}");
 }
 
-fn modes(args: &RunArgs, floor_applies: bool) -> anyhow::Result<Vec<Mode>> {
-    let mut out = Vec::new();
-    for m in &args.modes {
-        let m = Mode::parse(m)?;
-        if m != Mode::Floor || floor_applies {
-            out.push(m);
-        }
-    }
-    Ok(out)
-}
-
 /// 1. Single pair: `pair_count` sequential elicitations from agent 0 to agent 1, each sent once the
 ///    previous answer arrived.
 pub async fn single_pair(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
     let mut rows = Vec::new();
-    for mode in modes(args, true)? {
-        let mut s = Session::open(args, mode, 2, HashSet::new()).await?;
+    for v in variants(args, true, false)? {
+        let mode = v.mode;
+        let mut s = Session::open(args, v, 2, HashSet::new()).await?;
         let connect = s.connect(0..2).await?;
-        let progress = Progress::start(
-            format!("single pair, {}", mode.name()),
-            s.ctx.metrics.clone(),
-        );
-        let mark = Mark::now(&s);
+        let progress = Progress::start(format!("single pair, {}", v.name()), s.ctx.metrics.clone());
+        let mark = Mark::now(&s).await;
         let started = Instant::now();
         let mut done = 0;
         for i in 0..args.pair_count {
@@ -567,7 +795,7 @@ pub async fn single_pair(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
         step.rss_connected = s.server.rss();
         s.settle(Duration::from_secs(10)).await;
         drop(progress);
-        let r = finish(&s, &mark, step);
+        let r = finish(&s, &mark, step).await;
         say(&r);
         rows.push(r);
         if mode == Mode::Push {
@@ -583,10 +811,11 @@ pub async fn single_pair(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
 /// response received.
 async fn single_pair_waiting(args: &RunArgs, s: &mut Session) -> anyhow::Result<RunResult> {
     s.disconnect(0..1);
-    let mark = Mark::now(s);
+    let mark = Mark::now(s).await;
     let mut waits = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
     let mut answered = 0;
     let started = Instant::now();
+    let mut last_answer = None;
     for i in 0..args.pair_count {
         let sent = Instant::now();
         let key = PHASE + i;
@@ -598,6 +827,7 @@ async fn single_pair_waiting(args: &RunArgs, s: &mut Session) -> anyhow::Result<
             .http
             .get(format!("{}/v1/elicitations/{id}?wait=25", s.server.base))
             .bearer_auth(&s.ctx.tokens[0])
+            .timeout(REQUEST_TIMEOUT)
             .send()
             .await;
         match r {
@@ -605,6 +835,7 @@ async fn single_pair_waiting(args: &RunArgs, s: &mut Session) -> anyhow::Result<
                 let e: Value = r.json().await.unwrap_or(Value::Null);
                 if e["status"] == "declined" {
                     answered += 1;
+                    last_answer = Some(Instant::now());
                     let us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
                     let _ = waits.record(us.clamp(1, 600_000_000));
                 } else {
@@ -626,50 +857,49 @@ async fn single_pair_waiting(args: &RunArgs, s: &mut Session) -> anyhow::Result<
     );
     step.seconds = started.elapsed().as_secs_f64();
     step.rss_connected = s.server.rss();
-    let mut r = finish(s, &mark, step);
+    let mut r = finish(s, &mark, step).await;
     r.round_trip = Percentiles::of(&waits);
     r.answered = answered;
     r.expected_answers = r.accepted;
+    // The answer arrives as the wait's response here.
+    r.elicitations_per_second.answered = per_second(answered, Some(started), last_answer);
     say(&r);
     Ok(r)
 }
 
 /// 2. Scaling: for each agent count, every agent connected, idle cost measured, then `rate`
-///    creates/s for `duration` s, agent k asking agent k+1.
+///    creates/s for `duration` s, agent k asking agent k+1 (push on every backend).
 pub async fn scaling(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
     let mut rows = Vec::new();
     for &n in &args.agents {
-        for mode in modes(args, true)? {
-            let mut s = Session::open(args, mode, n, HashSet::new()).await?;
-            let progress = Progress::start(
-                format!("scaling {n}, {}", mode.name()),
-                s.ctx.metrics.clone(),
-            );
+        for v in variants(args, true, true)? {
+            let mut s = Session::open(args, v, n, HashSet::new()).await?;
+            let progress =
+                Progress::start(format!("scaling {n}, {}", v.name()), s.ctx.metrics.clone());
             let connect = s.connect(0..n).await?;
             tokio::time::sleep(Duration::from_secs(1)).await;
             let idle0 = s.sample().await;
-            let idle_cpu = crate::proc_stats::cpu_percent_over(
-                s.server.pid,
-                Duration::from_secs_f64(args.idle_seconds),
-            )
-            .await
-            .unwrap_or(-1.0);
+            let mut pids = vec![s.server.pid];
+            pids.extend(s.server.redis.as_ref().map(|r| r.pid));
+            let idle_cpu =
+                proc_stats::cpu_percent_over(&pids, Duration::from_secs_f64(args.idle_seconds))
+                    .await;
             let idle1 = s.sample().await;
             let rss_connected = s.server.rss();
-            let mark = Mark::now(&s);
+            let mark = Mark::now(&s).await;
             let total = (args.rate * args.duration).round() as u64;
             let seconds = paced(&s.ctx, 0, total, args.rate, None, round_robin(n), None).await;
             s.settle(SETTLE).await;
-            let load1 = s.sample().await;
             drop(progress);
             let mut step = Step::new("scaling", format!("{n} agents"), n, 0);
+            step.offered_rate = Some(args.rate);
             step.seconds = seconds;
             step.connect_seconds = connect;
-            step.idle_cpu_percent = Some(idle_cpu);
+            step.idle_cpu_percent = Some(idle_cpu[0].unwrap_or(-1.0));
+            step.idle_store_cpu_percent = idle_cpu.get(1).copied().flatten();
+            step.idle = (v.mode != Mode::Floor).then_some((idle0, idle1));
             step.rss_connected = rss_connected;
-            step.host =
-                (mode != Mode::Floor).then(|| HostSample::figures(&idle0, &idle1, &idle1, &load1));
-            let r = finish(&s, &mark, step);
+            let r = finish(&s, &mark, step).await;
             say(&r);
             rows.push(r);
             s.stop();
@@ -678,42 +908,134 @@ pub async fn scaling(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
     Ok(rows)
 }
 
-/// Saturation: 1000 agents and far more creates per second than the server can take, to see
-/// how many events per second it delivers when it is the bottleneck (latency is queueing here).
+/// Keys of ramp step `i` are in phase `RAMP_PHASE + i`.
+const RAMP_PHASE: usize = 100;
+
+/// A ramp step falls behind when less than this share of its offered rate arrived during it…
+const KEEPS_UP: f64 = 0.8;
+
+/// … and more than this many seconds of its offered load are outstanding at its end (a stream
+/// reconnecting after its `retry:` delays some deliveries, but builds no lasting backlog).
+const BACKLOG_SECONDS: f64 = 1.0;
+
+/// The ramp raises the offered rate by this factor per step.
+const RAMP_FACTOR: f64 = 1.5;
+
+/// The measured saturation step holds the offered rate this many times the best arrival rate the
+/// ramp saw.
+const HOLD_OVER_CAPACITY: f64 = 1.25;
+
+/// Seconds of the measured saturation step: `--saturation-seconds`, else 1.4 ×
+/// `stream_max_seconds`, so every stream ends (and its client reconnects) during it.
+pub fn saturation_seconds(args: &RunArgs) -> f64 {
+    args.saturation_seconds
+        .unwrap_or(1.4 * stream_max_seconds(args) as f64)
+}
+
+/// Saturation: 1000 agents (push on every backend, poll, the floor), offered more creates per
+/// second than the server delivers, to measure its capacity in elicitations/s; latency here is
+/// queueing.
+///
+/// The offered rate is found with an open-loop ramp: starting at `--saturation-rate`, creates are
+/// sent at a fixed rate for `--saturation-step-seconds`, and the rate is raised ×1.5 per step until a
+/// step falls behind: its arrivals (created events reaching their addressees during the step)
+/// fall below 80 % of what it offered while more than one second of offered load is outstanding
+/// (sent, not yet delivered), or the sender could not send 90 % of it (at most `--max-in-flight`
+/// creates await their acknowledgement at once). After everything the ramp sent has settled, the measured
+/// step offers 1.25 × the best arrival rate the ramp saw — more than the server delivered at any
+/// step, so it saturates — for `saturation_seconds` (longer than `stream_max_seconds`, so streams
+/// end and reconnect during it), with the same in-flight cap. Its elicitations/s, each count
+/// divided by the time it took to arrive, are the capacity; "saturated" says whether deliveries
+/// did fall behind the offered rate (below 95 % of it).
 pub async fn saturation(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
     let n = if args.quick { 10 } else { 1000 };
-    let rate = if args.quick {
-        100.0
-    } else {
-        args.saturation_rate
-    };
+    let max_steps = if args.quick { 3 } else { 16 };
+    let hold = saturation_seconds(args);
+    let step_seconds = args.saturation_step_seconds.max(0.1);
     let mut rows = Vec::new();
-    for mode in modes(args, true)? {
-        let mut s = Session::open(args, mode, n, HashSet::new()).await?;
-        let progress = Progress::start(
-            format!("saturation, {}", mode.name()),
-            s.ctx.metrics.clone(),
-        );
+    for v in variants(args, true, true)? {
+        let mut s = Session::open(args, v, n, HashSet::new()).await?;
+        let progress = Progress::start(format!("saturation, {}", v.name()), s.ctx.metrics.clone());
         let connect = s.connect(0..n).await?;
-        let mark = Mark::now(&s);
-        let load0 = s.sample().await;
-        let total = (rate * args.phase_seconds).round() as u64;
-        let seconds = paced(&s.ctx, 0, total, rate, None, round_robin(n), None).await;
+        let cap = Arc::new(Semaphore::new(args.max_in_flight.max(1)));
+        let plan = round_robin(n);
+        let mut ramp: Vec<RampStep> = Vec::new();
+        let mut rate = args.saturation_rate.max(1.0);
+        for i in 0..max_steps {
+            let before = s.metrics().counts().delivered;
+            let started = Instant::now();
+            let count = (rate * step_seconds).round().max(1.0) as u64;
+            let load = OpenLoop {
+                cap: Some(cap.clone()),
+                ..OpenLoop::at(RAMP_PHASE + i, rate)
+            };
+            // The creates go on in the background; the step ends on time.
+            drop(load.send(&s.ctx, count, &plan).await);
+            tokio::time::sleep_until((started + Duration::from_secs_f64(step_seconds)).into())
+                .await;
+            let elapsed = started.elapsed().as_secs_f64();
+            let now = s.metrics().counts();
+            let sent = count as f64 / elapsed;
+            let delivered = (now.delivered - before) as f64 / elapsed;
+            let backlog_seconds = now.sent.saturating_sub(now.delivered) as f64 / rate;
+            let behind = delivered < KEEPS_UP * rate && backlog_seconds > BACKLOG_SECONDS;
+            let kept_up = !behind && sent >= 0.9 * rate;
+            ramp.push(RampStep {
+                offered: rate,
+                sent,
+                delivered,
+                backlog_seconds,
+                kept_up,
+            });
+            if !kept_up {
+                break;
+            }
+            rate *= RAMP_FACTOR;
+        }
+        let best = ramp.iter().map(|r| r.delivered).fold(0.0, f64::max);
+        let offered = if ramp.iter().all(|r| r.kept_up) {
+            // The ramp ran out of steps before the server did: go on raising.
+            rate
+        } else {
+            HOLD_OVER_CAPACITY * best
+        }
+        .max(1.0);
+        eprintln!(
+            "    ramp ({}): {}",
+            v.name(),
+            ramp.iter()
+                .map(|r| format!("{:.0}→{:.0}", r.offered, r.delivered))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        // What the ramp sent settles before the measured step, and its figures are left out.
         s.settle(Duration::from_secs(60)).await;
-        let load1 = s.sample().await;
+        let ramp_phases: Vec<usize> = (0..ramp.len()).map(|i| RAMP_PHASE + i).collect();
+        drop(s.metrics().take_phases(&ramp_phases));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mark = Mark::now(&s).await;
+        let total = (offered * hold).round() as u64;
+        let load = OpenLoop {
+            cap: Some(cap.clone()),
+            ..OpenLoop::at(0, offered)
+        };
+        let seconds = load.run(&s.ctx, total, round_robin(n)).await;
+        s.settle(Duration::from_secs_f64((2.0 * hold).max(60.0)))
+            .await;
         drop(progress);
-        let mut step = Step::new("saturation", format!("{n} agents, {rate} /s offered"), n, 0);
+        let mut step = Step::new(
+            "saturation",
+            format!("{n} agents, {offered:.0} /s offered for {hold:.0} s"),
+            n,
+            0,
+        );
+        step.offered_rate = Some(offered);
         step.seconds = seconds;
         step.connect_seconds = connect;
         step.rss_connected = s.server.rss();
-        step.host =
-            (mode != Mode::Floor).then(|| HostSample::figures(&load0, &load0, &load0, &load1));
-        let r = finish(&s, &mark, step);
+        step.ramp = ramp;
+        let r = finish(&s, &mark, step).await;
         say(&r);
-        eprintln!(
-            "    {:.0} events/s delivered (every kind)",
-            r.events_per_second
-        );
         rows.push(r);
         s.stop();
     }
@@ -725,9 +1047,9 @@ pub async fn saturation(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
 pub async fn burst(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
     let (small, big) = if args.quick { (5, 20) } else { (20, 200) };
     let mut rows = Vec::new();
-    for mode in modes(args, true)? {
-        let mut s = Session::open(args, mode, big, HashSet::new()).await?;
-        let progress = Progress::start(format!("burst, {}", mode.name()), s.ctx.metrics.clone());
+    for v in variants(args, true, false)? {
+        let mut s = Session::open(args, v, big, HashSet::new()).await?;
+        let progress = Progress::start(format!("burst, {}", v.name()), s.ctx.metrics.clone());
         let mut connected = 0;
         for (phase, n) in [small, big, small].into_iter().enumerate() {
             let connect = if n > connected {
@@ -739,7 +1061,7 @@ pub async fn burst(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
                 connected = n;
                 0.0
             };
-            let mark = Mark::now(&s);
+            let mark = Mark::now(&s).await;
             let rate = n as f64;
             let total = (rate * args.phase_seconds).round() as u64;
             let seconds = paced(&s.ctx, phase, total, rate, None, round_robin(n), None).await;
@@ -753,7 +1075,7 @@ pub async fn burst(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
             step.seconds = seconds;
             step.connect_seconds = connect;
             step.rss_connected = s.server.rss();
-            let r = finish(&s, &mark, step);
+            let r = finish(&s, &mark, step).await;
             say(&r);
             rows.push(r);
         }
@@ -772,14 +1094,15 @@ pub async fn timeout_cascade(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
     let ttl = 2;
     let silent: HashSet<usize> = (0..silent_n).map(|i| i * (n / silent_n)).collect();
     let mut rows = Vec::new();
-    for mode in modes(args, false)? {
-        let mut s = Session::open(args, mode, n, silent.clone()).await?;
+    for v in variants(args, false, false)? {
+        let mode = v.mode;
+        let mut s = Session::open(args, v, n, silent.clone()).await?;
         let progress = Progress::start(
-            format!("timeout cascade, {}", mode.name()),
+            format!("timeout cascade, {}", v.name()),
             s.ctx.metrics.clone(),
         );
         let connect = s.connect(0..n).await?;
-        let mark = Mark::now(&s);
+        let mark = Mark::now(&s).await;
         let nudger = (mode == Mode::Poll).then(|| {
             let ctx = s.ctx.clone();
             tokio::spawn(async move {
@@ -808,7 +1131,7 @@ pub async fn timeout_cascade(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
         step.seconds = seconds;
         step.connect_seconds = connect;
         step.rss_connected = s.server.rss();
-        let r = finish(&s, &mark, step);
+        let r = finish(&s, &mark, step).await;
         say(&r);
         rows.push(r);
         s.stop();
@@ -826,14 +1149,14 @@ pub async fn contention(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
     };
     let mut rows = Vec::new();
     for &w in &writers {
-        for mode in modes(args, true)? {
-            let mut s = Session::open(args, mode, w + 1, HashSet::new()).await?;
+        for v in variants(args, true, false)? {
+            let mut s = Session::open(args, v, w + 1, HashSet::new()).await?;
             let progress = Progress::start(
-                format!("contention {w}, {}", mode.name()),
+                format!("contention {w}, {}", v.name()),
                 s.ctx.metrics.clone(),
             );
             let connect = s.connect(0..w + 1).await?;
-            let mark = Mark::now(&s);
+            let mark = Mark::now(&s).await;
             let started = Instant::now();
             let until = started + Duration::from_secs_f64(args.phase_seconds);
             let tasks: Vec<_> = (1..=w)
@@ -861,7 +1184,7 @@ pub async fn contention(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
             step.seconds = seconds;
             step.connect_seconds = connect;
             step.rss_connected = s.server.rss();
-            let r = finish(&s, &mark, step);
+            let r = finish(&s, &mark, step).await;
             say(&r);
             rows.push(r);
             s.stop();
@@ -875,13 +1198,11 @@ pub async fn contention(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
 pub async fn sustained(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
     let n = args.sustained_agents;
     let mut rows = Vec::new();
-    for mode in modes(args, true)? {
-        let mut s = Session::open(args, mode, n, HashSet::new()).await?;
-        let progress =
-            Progress::start(format!("sustained, {}", mode.name()), s.ctx.metrics.clone());
+    for v in variants(args, true, false)? {
+        let mut s = Session::open(args, v, n, HashSet::new()).await?;
+        let progress = Progress::start(format!("sustained, {}", v.name()), s.ctx.metrics.clone());
         let connect = s.connect(0..n).await?;
-        let mark = Mark::now(&s);
-        let load0 = s.sample().await;
+        let mark = Mark::now(&s).await;
         let pid = s.server.pid;
         let series = Arc::new(std::sync::Mutex::new(Vec::new()));
         let samples = series.clone();
@@ -908,7 +1229,6 @@ pub async fn sustained(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
         )
         .await;
         s.settle(SETTLE).await;
-        let load1 = s.sample().await;
         sampler.abort();
         let mut series = std::mem::take(&mut *series.lock().expect("samples"));
         series.push((seconds, s.server.rss()));
@@ -926,9 +1246,8 @@ pub async fn sustained(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
         step.connect_seconds = connect;
         step.rss_connected = s.server.rss();
         step.rss_series = series;
-        step.host =
-            (mode != Mode::Floor).then(|| HostSample::figures(&load0, &load0, &load0, &load1));
-        let r = finish(&s, &mark, step);
+        step.offered_rate = Some(args.sustained_rate);
+        let r = finish(&s, &mark, step).await;
         say(&r);
         rows.push(r);
         s.stop();
@@ -944,11 +1263,11 @@ pub async fn recovery(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
     let n = if args.quick { 10 } else { 100 };
     let rate = if args.quick { 20.0 } else { 100.0 };
     let mut rows = Vec::new();
-    for mode in modes(args, false)? {
-        let mut s = Session::open(args, mode, n, HashSet::new()).await?;
-        let progress = Progress::start(format!("recovery, {}", mode.name()), s.ctx.metrics.clone());
+    for v in variants(args, false, false)? {
+        let mut s = Session::open(args, v, n, HashSet::new()).await?;
+        let progress = Progress::start(format!("recovery, {}", v.name()), s.ctx.metrics.clone());
         let connect = s.connect(0..n).await?;
-        let mark = Mark::now(&s);
+        let mark = Mark::now(&s).await;
         // Creates keep coming at `rate` until `phase_seconds / 2` after the restart.
         let stop = Arc::new(AtomicBool::new(false));
         let (ctx, stopped) = (s.ctx.clone(), stop.clone());
@@ -1003,7 +1322,7 @@ pub async fn recovery(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
             acknowledged_before_kill: acknowledged.len() as u64,
             delivered_of_those: s.metrics().delivered_among(&acknowledged),
         });
-        let r = finish(&s, &mark, step);
+        let r = finish(&s, &mark, step).await;
         say(&r);
         rows.push(r);
         s.stop();

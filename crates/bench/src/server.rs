@@ -1,6 +1,9 @@
 //! The servers under test, as child processes: the release `spin-local` serving the app on a fresh
-//! state directory, or this binary's native floor server.
+//! state directory — its key-value store in SQLite there (`--backend sqlite`, Spin's default) or in
+//! a Redis server of its own ([`crate::redis`], `--backend redis`, named by a runtime config file
+//! in Spin's syntax) — or this binary's native floor server.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -12,11 +15,77 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::RunArgs;
-use crate::agents::Mode;
+use crate::agents::{DEFAULT_RETRY_MS, Mode};
 use crate::proc_stats;
+use crate::redis::{self, Redis};
 
 /// The admin token the host is started with.
 pub const ADMIN: &str = "bench-admin-token";
+
+/// Where the app keeps its key-value data.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, clap::ValueEnum)]
+pub enum Backend {
+    /// SQLite in the host's state directory (Spin's default store).
+    Sqlite,
+    /// A Redis server (Spin's `type = "redis"`).
+    Redis,
+}
+
+impl Backend {
+    /// The name used in results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Redis => "redis",
+        }
+    }
+
+    /// The name used in prose.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::Sqlite => "SQLite",
+            Self::Redis => "Redis",
+        }
+    }
+}
+
+/// The `retry:` values the floor's streams send (opening, closing): those the app was seen to send
+/// earlier in this run, so that both are measured under the same client behaviour.
+static APP_RETRY: std::sync::Mutex<(Option<u64>, Option<u64>)> =
+    std::sync::Mutex::new((None, None));
+
+/// Remembers the `retry:` values the app sent (from a push session's agents).
+pub fn note_app_retry(opening: Option<u64>, closing: Option<u64>) {
+    if let Ok(mut r) = APP_RETRY.lock() {
+        r.0 = opening.or(r.0);
+        r.1 = closing.or(r.1);
+    }
+}
+
+/// The floor's (opening, closing) `retry:` values: the app's as seen so far in this run, else the
+/// client's default; a closing value never seen follows the opening one.
+pub fn floor_retry() -> (u64, u64) {
+    let (o, c) = APP_RETRY.lock().map(|r| *r).unwrap_or((None, None));
+    let opening = o.unwrap_or(DEFAULT_RETRY_MS);
+    (opening, c.unwrap_or(opening))
+}
+
+/// The `stream_max_seconds` the app runs with: `--stream-max-seconds`, else its default.
+pub fn stream_max_seconds(args: &RunArgs) -> u64 {
+    args.stream_max_seconds
+        .or_else(|| app_default("stream_max_seconds").and_then(|v| v.parse().ok()))
+        .unwrap_or(25)
+}
+
+/// This binary, to start as the floor server: `/proc/self/exe` where there is one, which still
+/// runs this very build when a rebuild has replaced the file meanwhile.
+fn own_exe() -> std::io::Result<PathBuf> {
+    let proc = PathBuf::from("/proc/self/exe");
+    if proc.exists() {
+        return Ok(proc);
+    }
+    std::env::current_exe()
+}
 
 /// A running server.
 pub struct Server {
@@ -27,6 +96,12 @@ pub struct Server {
     pub pid: u32,
     /// State directory (host only); kept across a restart.
     state: Option<tempfile::TempDir>,
+    /// The runtime config file the host reads (`--backend redis`).
+    runtime_config: Option<PathBuf>,
+    /// The Redis server behind the host (`--backend redis`); it outlives a host restart.
+    pub redis: Option<Redis>,
+    /// CPU seconds of this server's earlier processes (killed in a recovery run).
+    cpu_before: f64,
 }
 
 impl Drop for Server {
@@ -56,18 +131,24 @@ async fn spawn(mut cmd: Command) -> anyhow::Result<(Child, String, u32)> {
     let mut child = cmd.spawn().context("cannot start the server")?;
     let pid = child.id().context("pid")?;
     let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
+    // What the server said before its banner: the reason, when it does not start.
+    let mut said = Vec::new();
     let base = tokio::time::timeout(Duration::from_secs(120), async {
         while let Ok(Some(line)) = lines.next_line().await {
             if let Some(url) = line.strip_prefix("Serving ") {
                 return Some(url.trim().to_string());
             }
+            said.push(line);
         }
         None
     })
     .await
     .ok()
-    .flatten()
-    .context("the server did not start")?;
+    .flatten();
+    let Some(base) = base else {
+        let tail = said.len().saturating_sub(8);
+        anyhow::bail!("the server did not start: {}", said[tail..].join(" / "));
+    };
     // The host's own messages after the banner (failed requests, instance errors) go to stderr of
     // the benchmark when BENCH_HOST_STDERR is set.
     let echo = std::env::var_os("BENCH_HOST_STDERR").is_some();
@@ -81,7 +162,12 @@ async fn spawn(mut cmd: Command) -> anyhow::Result<(Child, String, u32)> {
     Ok((child, base, pid))
 }
 
-fn host_command(args: &RunArgs, state: &Path, listen: &str) -> anyhow::Result<Command> {
+fn host_command(
+    args: &RunArgs,
+    state: &Path,
+    listen: &str,
+    runtime_config: Option<&Path>,
+) -> anyhow::Result<Command> {
     let root = repo_root();
     // SPIN_LOCAL_BIN points at another build of the host (e.g. one with symbols, for profiling).
     let bin = std::env::var_os("SPIN_LOCAL_BIN")
@@ -108,6 +194,9 @@ fn host_command(args: &RunArgs, state: &Path, listen: &str) -> anyhow::Result<Co
         .args(["--variable", "legacy_poll_ms=1000"])
         .env("SPIN_VARIABLE_TOKEN_SECRET", "bench-secret")
         .env("SPIN_VARIABLE_ADMIN_TOKEN", ADMIN);
+    if let Some(file) = runtime_config {
+        cmd.arg("--runtime-config-file").arg(file);
+    }
     if args.stream_instances > 0 {
         for component in ["events", "subscribe"] {
             cmd.args([
@@ -119,21 +208,35 @@ fn host_command(args: &RunArgs, state: &Path, listen: &str) -> anyhow::Result<Co
     if let Some(t) = args.tick_ms {
         cmd.args(["--variable", &format!("stream_tick_ms={t}")]);
     }
+    if let Some(s) = args.stream_max_seconds {
+        cmd.args(["--variable", &format!("stream_max_seconds={s}")]);
+    }
     Ok(cmd)
 }
 
 impl Server {
-    /// Starts the server `mode` talks to.
-    pub async fn start(args: &RunArgs, mode: Mode) -> anyhow::Result<Self> {
+    /// Starts the server `mode` talks to; the app keeps its state in `backend` (none for the floor).
+    pub async fn start(
+        args: &RunArgs,
+        mode: Mode,
+        backend: Option<Backend>,
+    ) -> anyhow::Result<Self> {
         if mode == Mode::Floor {
-            let mut cmd = Command::new(std::env::current_exe()?);
-            cmd.args(["floor-server", "--listen", "127.0.0.1:0"]);
+            let (retry, closing) = floor_retry();
+            let mut cmd = Command::new(own_exe()?);
+            cmd.args(["floor-server", "--listen", "127.0.0.1:0"])
+                .args(["--max-seconds", &stream_max_seconds(args).to_string()])
+                .args(["--retry-ms", &retry.to_string()])
+                .args(["--closing-retry-ms", &closing.to_string()]);
             let (child, base, pid) = spawn(cmd).await?;
             return Ok(Self {
                 child,
                 base,
                 pid,
                 state: None,
+                runtime_config: None,
+                redis: None,
+                cpu_before: 0.0,
             });
         }
         let mut state = tempfile::tempdir()?;
@@ -142,25 +245,52 @@ impl Server {
             state.disable_cleanup(true);
             eprintln!("host state kept in {}", state.path().display());
         }
-        let (child, base, pid) = spawn(host_command(args, state.path(), "127.0.0.1:0")?).await?;
+        let (redis, runtime_config) = match backend {
+            Some(Backend::Redis) => {
+                let redis = Redis::start().await?;
+                let file = state.path().join("runtime-config.toml");
+                std::fs::write(
+                    &file,
+                    format!(
+                        "[key_value_store.default]\ntype = \"redis\"\nurl = \"{}\"\n",
+                        redis.url()
+                    ),
+                )?;
+                (Some(redis), Some(file))
+            }
+            _ => (None, None),
+        };
+        let (child, base, pid) = spawn(host_command(
+            args,
+            state.path(),
+            "127.0.0.1:0",
+            runtime_config.as_deref(),
+        )?)
+        .await?;
         Ok(Self {
             child,
             base,
             pid,
             state: Some(state),
+            runtime_config,
+            redis,
+            cpu_before: 0.0,
         })
     }
 
-    /// `kill -9`, then starts the host again on the same address and state; returns when it
-    /// serves.
+    /// `kill -9`, then starts the host again on the same address and state (and the same Redis,
+    /// which keeps running); returns when it serves.
     pub async fn crash_and_restart(&mut self, args: &RunArgs) -> anyhow::Result<()> {
+        let cpu = proc_stats::cpu_seconds(self.pid).unwrap_or(0.0);
         self.child.start_kill()?;
         let _ = self.child.wait().await;
+        self.cpu_before += cpu;
         let state = self.state.as_ref().context("only the host restarts")?;
         let listen = self.base.trim_start_matches("http://").to_string();
         let started = Instant::now();
         loop {
-            match spawn(host_command(args, state.path(), &listen)?).await {
+            let cmd = host_command(args, state.path(), &listen, self.runtime_config.as_deref())?;
+            match spawn(cmd).await {
                 Ok((child, _, pid)) => {
                     self.child = child;
                     self.pid = pid;
@@ -180,56 +310,51 @@ impl Server {
         proc_stats::rss_bytes(self.pid).unwrap_or(0)
     }
 
-    /// CPU seconds used so far.
+    /// CPU seconds used so far (by every process of this server, across a restart).
     pub fn cpu_seconds(&self) -> f64 {
-        proc_stats::cpu_seconds(self.pid).unwrap_or(0.0)
+        self.cpu_before + proc_stats::cpu_seconds(self.pid).unwrap_or(0.0)
     }
-}
 
-/// Figures from the host's counters over one run.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct HostFigures {
-    /// Keys read per second with every agent connected and no traffic.
-    pub kv_reads_idle: f64,
-    /// Keys read per second during the load.
-    pub kv_reads_load: f64,
-    /// Keys written per second during the load.
-    pub kv_writes_load: f64,
-    /// Instances of the `events` component alive with every stream open.
-    pub stream_instances: u64,
-    /// Instances of any component started during the run.
-    pub instances_started: u64,
-}
+    /// The Redis process's CPU seconds so far, if there is one.
+    pub fn redis_cpu_seconds(&self) -> Option<f64> {
+        self.redis
+            .as_ref()
+            .and_then(|r| proc_stats::cpu_seconds(r.pid))
+    }
 
-/// One reading of the host's counters (`/.well-known/spin/stats`).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct HostSample {
-    at: Option<Instant>,
-    reads: u64,
-    writes: u64,
-    /// Live `events` instances.
-    pub stream_instances: u64,
-    started: u64,
-}
+    /// The Redis process's resident memory, bytes, if there is one.
+    pub fn redis_rss(&self) -> Option<u64> {
+        self.redis
+            .as_ref()
+            .and_then(|r| proc_stats::rss_bytes(r.pid))
+    }
 
-impl HostSample {
-    /// Reads the counters (all zero for the floor or when unreachable).
-    pub async fn take(http: &reqwest::Client, base: &str, mode: Mode) -> Self {
-        if mode == Mode::Floor {
-            return Self::default();
+    /// Reads the host's counters and Redis's command counts (nothing for the floor).
+    pub async fn sample(&self, http: &reqwest::Client) -> HostSample {
+        if self.state.is_none() {
+            return HostSample::default();
         }
+        let redis = match &self.redis {
+            Some(r) => r.commandstats().await.ok(),
+            None => None,
+        };
         let Ok(r) = http
-            .get(format!("{base}/.well-known/spin/stats"))
+            .get(format!("{}/.well-known/spin/stats", self.base))
             .send()
             .await
         else {
-            return Self::default();
+            return HostSample {
+                redis,
+                ..HostSample::default()
+            };
         };
         let v: Value = r.json().await.unwrap_or(Value::Null);
-        Self {
+        let mut kv = BTreeMap::new();
+        flatten("", &v["keyValue"], &mut kv);
+        HostSample {
             at: Some(Instant::now()),
-            reads: v["keyValue"]["keysRead"].as_u64().unwrap_or(0),
-            writes: v["keyValue"]["keysWritten"].as_u64().unwrap_or(0),
+            pid: self.pid,
+            kv,
             stream_instances: v["components"]["events"]["instancesLive"]
                 .as_u64()
                 .unwrap_or(0),
@@ -238,29 +363,155 @@ impl HostSample {
                     .map(|c| c["instancesStarted"].as_u64().unwrap_or(0))
                     .sum()
             }),
+            redis,
         }
     }
+}
 
-    /// Keys read and written per second from `self` to `later`.
-    pub fn rates(&self, later: &Self) -> (f64, f64) {
-        let secs = match (self.at, later.at) {
-            (Some(a), Some(b)) => (b - a).as_secs_f64().max(1e-9),
-            _ => return (0.0, 0.0),
-        };
-        (
-            later.reads.saturating_sub(self.reads) as f64 / secs,
-            later.writes.saturating_sub(self.writes) as f64 / secs,
-        )
+/// Every unsigned number in `v`, by its path (`a.b`), into `out`.
+fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, u64>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&path, v, out);
+            }
+        }
+        Value::Number(n) => {
+            if let Some(n) = n.as_u64() {
+                out.insert(prefix.to_string(), n);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The host's key-value load over a measured window.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct KvLoad {
+    /// Keys read per second.
+    pub reads_per_second: f64,
+    /// Keys written per second.
+    pub writes_per_second: f64,
+    /// Every counter of the host's `keyValue` section (calls, keysRead, keysWritten, and whatever
+    /// else this host reports, e.g. per operation), per elicitation created in the window.
+    pub per_elicitation: BTreeMap<String, f64>,
+}
+
+/// What Redis executed over a measured window (`INFO commandstats`, the benchmark's own `INFO`
+/// samples left out).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RedisLoad {
+    /// Commands per elicitation created in the window, all told.
+    pub per_elicitation: f64,
+    /// Commands per second.
+    pub per_second: f64,
+    /// Per command, per elicitation.
+    pub by_command: BTreeMap<String, f64>,
+}
+
+/// Figures from the host's counters (and Redis's) over one run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HostFigures {
+    /// Keys read per second with every agent connected and no traffic (scaling).
+    pub kv_reads_idle: Option<f64>,
+    /// Redis commands per second over the same idle window.
+    pub redis_commands_idle: Option<f64>,
+    /// The host's key-value load (none when the host restarted in the window: so did its counters).
+    pub load: Option<KvLoad>,
+    /// Redis's load (`--backend redis`).
+    pub redis: Option<RedisLoad>,
+    /// Elicitations created (accepted) in the window, which the per-elicitation figures divide by.
+    pub elicitations: u64,
+    /// Instances of the `events` component alive with every stream open.
+    pub stream_instances: u64,
+    /// Instances of any component started during the run.
+    pub instances_started: u64,
+}
+
+/// One reading of the host's counters (`/.well-known/spin/stats`) and Redis's command counts.
+#[derive(Debug, Clone, Default)]
+pub struct HostSample {
+    at: Option<Instant>,
+    pid: u32,
+    /// `keyValue.*` counters.
+    kv: BTreeMap<String, u64>,
+    /// Live `events` instances.
+    pub stream_instances: u64,
+    started: u64,
+    /// Calls per Redis command.
+    redis: Option<BTreeMap<String, u64>>,
+}
+
+fn seconds(a: &HostSample, b: &HostSample) -> Option<f64> {
+    Some((b.at? - a.at?).as_secs_f64().max(1e-9))
+}
+
+fn redis_delta(a: &HostSample, b: &HostSample) -> Option<BTreeMap<String, u64>> {
+    let (a, b) = (a.redis.as_ref()?, b.redis.as_ref()?);
+    Some(
+        b.iter()
+            .filter(|(k, _)| !redis::OWN_COMMANDS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.saturating_sub(a.get(k).copied().unwrap_or(0))))
+            .filter(|(_, d)| *d > 0)
+            .collect(),
+    )
+}
+
+impl HostSample {
+    fn kv_delta(&self, later: &Self, key: &str) -> u64 {
+        later
+            .kv
+            .get(key)
+            .copied()
+            .unwrap_or(0)
+            .saturating_sub(self.kv.get(key).copied().unwrap_or(0))
     }
 
-    /// The figures of a run: idle from `idle0` to `idle1`, load from `load0` to `load1`.
-    pub fn figures(idle0: &Self, idle1: &Self, load0: &Self, load1: &Self) -> HostFigures {
-        HostFigures {
-            kv_reads_idle: idle0.rates(idle1).0,
-            kv_reads_load: load0.rates(load1).0,
-            kv_writes_load: load0.rates(load1).1,
-            stream_instances: idle1.stream_instances,
+    /// The figures of a run: idle from `idle.0` to `idle.1` (if measured), load from `load0` to
+    /// `load1`, in which `elicitations` were created. None for the floor.
+    pub fn figures(
+        idle: Option<(&Self, &Self)>,
+        load0: &Self,
+        load1: &Self,
+        elicitations: u64,
+    ) -> Option<HostFigures> {
+        if load0.at.is_none() && load0.redis.is_none() {
+            return None;
+        }
+        let per = |n: u64| n as f64 / elicitations.max(1) as f64;
+        let load = (load0.pid == load1.pid)
+            .then(|| seconds(load0, load1))
+            .flatten()
+            .map(|secs| KvLoad {
+                reads_per_second: load0.kv_delta(load1, "keysRead") as f64 / secs,
+                writes_per_second: load0.kv_delta(load1, "keysWritten") as f64 / secs,
+                per_elicitation: load1
+                    .kv
+                    .keys()
+                    .map(|k| (k.clone(), per(load0.kv_delta(load1, k))))
+                    .collect(),
+            });
+        let redis = redis_delta(load0, load1).map(|d| RedisLoad {
+            per_elicitation: per(d.values().sum()),
+            per_second: seconds(load0, load1).map_or(0.0, |s| d.values().sum::<u64>() as f64 / s),
+            by_command: d.iter().map(|(k, v)| (k.clone(), per(*v))).collect(),
+        });
+        Some(HostFigures {
+            kv_reads_idle: idle
+                .and_then(|(a, b)| Some(a.kv_delta(b, "keysRead") as f64 / seconds(a, b)?)),
+            redis_commands_idle: idle.and_then(|(a, b)| {
+                Some(redis_delta(a, b)?.values().sum::<u64>() as f64 / seconds(a, b)?)
+            }),
+            load,
+            redis,
+            elicitations,
+            stream_instances: idle.map_or(load0.stream_instances, |(_, b)| b.stream_instances),
             instances_started: load1.started,
-        }
+        })
     }
 }
