@@ -20,9 +20,20 @@ use crate::time::Timestamp;
 /// concurrently where several keys are read) and `wasi:keyvalue` (increment, compare-and-swap and
 /// the batch delete) — the two views Spin offers of one store. It never uses `get_many`, which
 /// Spin's Redis backend cannot serve (see [`crate::store`]).
-pub struct SpinStore {
+///
+/// An instance opens the store once and every request it serves shares the handles: an open is a
+/// host call (a `PING` to Redis on Spin's Redis backend), and a reused instance serves many
+/// requests.
+#[derive(Clone)]
+pub struct SpinStore(std::rc::Rc<Handles>);
+
+struct Handles {
     kv: spin_sdk::key_value::Store,
     bucket: wasi_kv::Bucket,
+}
+
+thread_local! {
+    static OPENED: std::cell::RefCell<Option<SpinStore>> = const { std::cell::RefCell::new(None) };
 }
 
 fn store_err(e: impl std::fmt::Debug) -> StoreError {
@@ -30,13 +41,18 @@ fn store_err(e: impl std::fmt::Debug) -> StoreError {
 }
 
 impl SpinStore {
-    /// Opens the `default` store.
+    /// The `default` store, opened by the first request of this instance that needs it.
     pub async fn open_default() -> Result<Self, Error> {
+        if let Some(open) = OPENED.with(|o| o.borrow().clone()) {
+            return Ok(open);
+        }
         let kv = spin_sdk::key_value::Store::open_default()
             .await
             .map_err(|e| Error::Storage(format!("{e:?}")))?;
         let bucket = wasi_kv::open("default").map_err(|e| Error::Storage(format!("{e:?}")))?;
-        Ok(Self { kv, bucket })
+        let store = Self(std::rc::Rc::new(Handles { kv, bucket }));
+        OPENED.with(|o| *o.borrow_mut() = Some(store.clone()));
+        Ok(store)
     }
 }
 
@@ -44,26 +60,26 @@ impl Store for SpinStore {
     type Cas = atomics::Cas;
 
     async fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.kv.get(key).await.map_err(store_err)
+        self.0.kv.get(key).await.map_err(store_err)
     }
 
     async fn set(&self, key: &str, value: &[u8]) -> StoreResult<()> {
-        self.kv.set(key, value).await.map_err(store_err)
+        self.0.kv.set(key, value).await.map_err(store_err)
     }
 
     async fn delete_many(&self, keys: &[String]) -> StoreResult<()> {
         if keys.is_empty() {
             return Ok(());
         }
-        batch::delete_many(&self.bucket, keys).map_err(store_err)
+        batch::delete_many(&self.0.bucket, keys).map_err(store_err)
     }
 
     async fn increment(&self, key: &str, delta: i64) -> StoreResult<i64> {
-        atomics::increment(&self.bucket, key, delta).map_err(store_err)
+        atomics::increment(&self.0.bucket, key, delta).map_err(store_err)
     }
 
     async fn cas_read(&self, key: &str) -> StoreResult<(atomics::Cas, Option<Vec<u8>>)> {
-        let cas = atomics::Cas::new(&self.bucket, key).map_err(store_err)?;
+        let cas = atomics::Cas::new(&self.0.bucket, key).map_err(store_err)?;
         let current = cas.current().map_err(store_err)?;
         Ok((cas, current))
     }
