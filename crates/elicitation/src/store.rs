@@ -150,7 +150,11 @@ impl Map {
         self.values.borrow().get(key).cloned()
     }
     fn touch(&self, key: &str) {
-        *self.versions.borrow_mut().entry(key.to_string()).or_default() += 1;
+        *self
+            .versions
+            .borrow_mut()
+            .entry(key.to_string())
+            .or_default() += 1;
     }
     fn version(&self, key: &str) -> u64 {
         self.versions.borrow().get(key).copied().unwrap_or(0)
