@@ -514,7 +514,7 @@ fn parse_record(id: &str, raw: &[u8]) -> Result<Record, Error> {
 }
 
 /// The kind of the event a final status is announced with.
-fn final_kind(status: Status) -> Option<EventKind> {
+pub(crate) fn final_kind(status: Status) -> Option<EventKind> {
     match status {
         Status::Pending => None,
         Status::Accepted | Status::Declined | Status::Cancelled => Some(EventKind::Answered),

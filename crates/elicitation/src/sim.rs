@@ -241,14 +241,6 @@ mod tests {
             .collect()
     }
 
-    fn final_kind(status: Status) -> EventKind {
-        match status {
-            Status::Withdrawn => EventKind::Withdrawn,
-            Status::Expired => EventKind::Expired,
-            _ => EventKind::Answered,
-        }
-    }
-
     /// Answers, a withdrawal, a read past the deadline (an expiry) and a reader race, any of
     /// them crashing; then a stream's re-drive at the deadline, and late readers.
     fn racing_transitions<M: Model>(seed: u64) {
@@ -311,7 +303,7 @@ mod tests {
         );
         let e = record.unwrap();
         assert_ne!(e.status, Status::Pending, "seed {seed}");
-        let kind = final_kind(e.status);
+        let kind = service::final_kind(e.status).expect("a final status");
         let mut logs = Vec::new();
         run(
             &sim,
