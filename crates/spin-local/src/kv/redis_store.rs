@@ -13,6 +13,8 @@
 //!   after 1–2 s and then 60–120 s each, so an open while the server is down waits that long
 //!   before it fails (and the next open starts over); a call that finds the connection broken
 //!   fails at once and starts a reconnection, and the calls made while it runs wait for it.
+//!   Each call runs as a tokio task of its own, which the guest's call waits for: the requests on
+//!   the shared connection then go out and complete however wasmtime polls the guest.
 //! - `get`/`set`/`delete`/`exists` are `GET`/`SET`/`DEL`/`EXISTS`; `increment` is `INCRBY`
 //!   (atomic; the value is ASCII decimal, `"42"`); `set-many` is `MSET`; `delete-many` is
 //!   `DEL k1 k2 …`; `list-keys` is `KEYS *` and `spin:key-value` `get-keys` is `SCAN`.
@@ -81,11 +83,19 @@ impl RedisKv {
         Fut: Future<Output = RedisResult<T>> + Send,
     {
         let shared = self.0.clone();
-        Box::pin(async move {
+        detached(async move {
             let conn = shared.connection().await.map_err(err)?;
             op(conn).await.map_err(err)
         })
     }
+}
+
+/// Runs `call` as a task of its own on the host's runtime, and waits for it.
+fn detached<T: Send + 'static>(
+    call: impl Future<Output = KvResult<T>> + Send + 'static,
+) -> KvFuture<T> {
+    let task = tokio::spawn(call);
+    Box::pin(async move { task.await.map_err(err)? })
 }
 
 impl Shared {
@@ -194,7 +204,7 @@ impl KvBackend for RedisKv {
 
     fn new_cas(&self, key: &str) -> KvFuture<Box<dyn KvCas>> {
         let (shared, key) = (self.0.clone(), key.to_string());
-        Box::pin(async move {
+        detached(async move {
             // A connection of its own: a `WATCH` belongs to the connection that sent it.
             let connection = shared.client.get_connection_manager().await.map_err(err)?;
             Ok(Box::new(RedisCas {
@@ -216,7 +226,7 @@ struct RedisCas {
 impl KvCas for RedisCas {
     fn current(&self) -> KvFuture<Option<Vec<u8>>> {
         let (key, mut c) = (self.key.clone(), self.connection.clone());
-        Box::pin(async move {
+        detached(async move {
             redis::cmd("WATCH")
                 .arg(&key)
                 .exec_async(&mut c)
@@ -232,7 +242,7 @@ impl KvCas for RedisCas {
             connection: mut c,
             semantics,
         } = *self;
-        Box::pin(async move {
+        detached(async move {
             // `EXEC` answers nil when a watched key changed, and the transaction did nothing.
             let exec = redis::pipe()
                 .atomic()
