@@ -8,8 +8,9 @@
 //! a body is written only after its claim is decided, so a body it finds is final.
 //!
 //! A slot whose body is missing is a writer between its steps, or one that died. A reader waits
-//! at it (in order: nothing behind it is delivered first) for [`HOLE_GRACE_MS`], then [`resolve`]s
-//! it: it reads the claim through `increment(claim, 0)`. A commit (1 ..= [`COMMITTED_MAX`]) means
+//! at it (in order: nothing behind it is delivered first) until it has seen it empty for
+//! [`HOLE_GRACE_MS`] — every empty slot a read shows is timed from then, so holes in a row are
+//! waited for together — then [`resolve`]s it: it reads the claim through `increment(claim, 0)`. A commit (1 ..= [`COMMITTED_MAX`]) means
 //! the writer died after committing: the reader copies the pending event into the body. Zero
 //! means nobody committed: the reader *seals* the claim, swapping [`SEAL`] over the zero it read
 //! (it reads the value for the swap and compares it with a counter at zero, [`zero`], so the swap
@@ -31,7 +32,7 @@
 //! claims much later). A reader whose cursor is older than that is told so
 //! ([`Resume::Reset`]) instead of skipping.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::keys;
 use crate::model::Event;
@@ -201,7 +202,10 @@ impl Logged {
 pub struct Reader {
     agent: String,
     cursor: i64,
-    hole: Option<(i64, Timestamp)>,
+    /// Empty slots after the cursor, with when each was first seen empty. Every empty slot a read
+    /// sees is timed from then, so several holes in a row (writers killed together) are resolved
+    /// together one grace period later, not one grace period each.
+    holes: BTreeMap<i64, Timestamp>,
     /// Set when the reader fell behind the retained window: (its cursor then, the cursor now).
     behind: Option<(i64, i64)>,
     /// Slots above the cursor that held an event when the reader started at the head: history,
@@ -215,7 +219,7 @@ impl Reader {
         Self {
             agent: agent.to_string(),
             cursor,
-            hole: None,
+            holes: BTreeMap::new(),
             behind: None,
             history: BTreeSet::new(),
         }
@@ -251,7 +255,7 @@ impl Reader {
             .filter(|(s, b)| b.is_some() && **s > self.cursor)
             .map(|(s, _)| *s)
             .collect();
-        self.hole = None;
+        self.holes.clear();
         Ok(())
     }
 
@@ -270,7 +274,14 @@ impl Reader {
 
     /// Whether the reader is waiting at an empty slot below the head.
     pub fn has_hole(&self) -> bool {
-        self.hole.is_some()
+        self.holes.contains_key(&(self.cursor + 1))
+    }
+
+    /// Whether a read now could deliver more up to `head`: the cursor is below it and not held
+    /// at a hole. A read that returned fewer events than its limit may still leave this true (the
+    /// slots it passed held voids or history), so a consumer reads until this is false.
+    pub fn more_below(&self, head: i64) -> bool {
+        self.cursor < head && !self.has_hole()
     }
 
     /// The last sequence read (delivered, passed as history or void); a client resuming from it
@@ -319,12 +330,30 @@ impl Reader {
             .iter()
             .map(|s| keys::log_event(&self.agent, *s))
             .collect();
+        let mut stopped = false;
         for (seq, value) in seqs.into_iter().zip(get_all(store, &keys).await?) {
+            if stopped {
+                // Behind the hole the reader waits at: start the clock of every empty slot.
+                if value.is_none() {
+                    self.holes.entry(seq).or_insert(now);
+                }
+                continue;
+            }
             let body = match value {
                 Some(v) => v,
-                None => match self.wait_or_resolve(store, seq, now).await? {
-                    Some(v) => v,
-                    None => break,
+                None => match self.wait_or_resolve(store, seq, now).await {
+                    Ok(Some(v)) => v,
+                    Ok(None) => {
+                        stopped = true;
+                        continue;
+                    }
+                    Err(e) if events.is_empty() => return Err(e),
+                    // What was read so far is returned (the cursor is past it); the slot is
+                    // looked at again on the next read.
+                    Err(_) => {
+                        stopped = true;
+                        continue;
+                    }
                 },
             };
             self.cursor = seq;
@@ -336,9 +365,8 @@ impl Reader {
                 events.push(Logged { event, json });
             }
         }
-        if self.hole.is_some_and(|(s, _)| s <= self.cursor) {
-            self.hole = None;
-        }
+        let cursor = self.cursor;
+        self.holes.retain(|s, _| *s > cursor);
         self.history.retain(|s| *s > self.cursor);
         Ok(events)
     }
@@ -351,13 +379,9 @@ impl Reader {
         seq: i64,
         now: Timestamp,
     ) -> StoreResult<Option<Vec<u8>>> {
-        match self.hole {
-            Some((s, since)) if s == seq && since.millis_until(now) >= HOLE_GRACE_MS => {}
-            Some((s, _)) if s == seq => return Ok(None),
-            _ => {
-                self.hole = Some((seq, now));
-                return Ok(None);
-            }
+        let since = *self.holes.entry(seq).or_insert(now);
+        if since.millis_until(now) < HOLE_GRACE_MS {
+            return Ok(None);
         }
         let body = match resolve(store, &self.agent, seq).await? {
             Decided::Sealed => VOID.to_vec(),
@@ -370,7 +394,7 @@ impl Reader {
             }
         };
         store.set(&keys::log_event(&self.agent, seq), &body).await?;
-        self.hole = None;
+        self.holes.remove(&seq);
         Ok(Some(body))
     }
 }
@@ -474,6 +498,50 @@ mod tests {
         );
     }
     every_backend!(a_reader_waits_at_a_hole_then_seals_it, hole_then_sealed);
+
+    async fn holes_in_a_row<S: Store>(store: &S) {
+        // Three writers take numbers 1, 2 and 3 and die (a host killed); another commits 4.
+        for n in 1..=3 {
+            assert_eq!(take(store, "b").await.unwrap(), n);
+        }
+        assert_eq!(append(store).await, 4);
+        let mut r = Reader::new("b", 0);
+        let t0 = Timestamp(10_000);
+        assert!(r.next(store, t0, 10).await.unwrap().is_empty());
+        assert!(r.has_hole());
+        // Every hole was timed from the first read, so one grace period later all three are
+        // sealed in one read, not one grace period after another.
+        let later = Timestamp(t0.0 + HOLE_GRACE_MS);
+        assert_eq!(seqs(&r.next(store, later, 10).await.unwrap()), [4]);
+        assert!(!r.has_hole());
+    }
+    every_backend!(holes_in_a_row_are_resolved_together, holes_in_a_row);
+
+    async fn voids_in_a_batch<S: Store>(store: &S) {
+        // 1 and 3 are events, 2 and 4 void (numbers their takers gave up), then 5 and 6.
+        for n in 1..=6 {
+            assert_eq!(take(store, "b").await.unwrap(), n);
+            let body = if n % 2 == 0 && n < 5 {
+                VOID.to_vec()
+            } else {
+                event(n)
+            };
+            commit(store, "b", n, &body).await.unwrap();
+        }
+        let mut r = Reader::new("b", 0);
+        let t = Timestamp(0);
+        // A read of 4 slots returns 2 events: fewer than its limit, yet not the end of the log.
+        assert_eq!(seqs(&r.next_upto(store, t, 4, 6).await.unwrap()), [1, 3]);
+        assert!(r.more_below(6));
+        assert_eq!(seqs(&r.next_upto(store, t, 4, 6).await.unwrap()), [5, 6]);
+        assert!(!r.more_below(6));
+        // Held at a hole, there is nothing more to read until it is decided.
+        assert_eq!(take(store, "b").await.unwrap(), 7);
+        assert_eq!(append(store).await, 8);
+        assert!(r.next_upto(store, t, 4, 8).await.unwrap().is_empty());
+        assert!(!r.more_below(8));
+    }
+    every_backend!(a_batch_of_voids_is_not_the_end_of_the_log, voids_in_a_batch);
 
     async fn committed_then_died<S: Store>(store: &S) {
         // A writer commits number 1 and dies before writing the body.

@@ -198,15 +198,17 @@ pub async fn read_on<S: Store>(
     let mut t = now.0;
     for _ in 0..64 {
         loop {
+            let before = r.cursor();
             let batch = r.next(store, Timestamp(t), 100).await.expect("read");
-            if batch.is_empty() {
-                break;
-            }
+            let moved = r.cursor() != before;
             out.extend(
                 batch
                     .into_iter()
                     .map(|l| (l.event.sequence, l.event.kind, l.event.elicitation.id)),
             );
+            if !moved {
+                break;
+            }
         }
         if !r.has_hole() {
             break;

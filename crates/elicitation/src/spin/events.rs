@@ -285,11 +285,13 @@ impl Live {
         }
     }
 
-    /// Reads and frames everything after the cursor.
+    /// Reads and frames everything after the cursor, up to the head it knows of.
     async fn deliver<S: Store>(&mut self, store: &S) {
         loop {
             let now = Timestamp::now();
             let Ok(batch) = self.reader.next_upto(store, now, BATCH, self.head).await else {
+                // Read again on the next tick.
+                self.dirty = true;
                 return;
             };
             if let Some((from, head)) = self.reader.take_reset() {
@@ -306,7 +308,7 @@ impl Live {
                     self.deadlines.retain(|(_, id)| *id != el.id);
                 }
             }
-            if batch.len() < BATCH {
+            if !self.reader.more_below(self.head) {
                 return;
             }
         }
