@@ -111,7 +111,18 @@ fn decided(claim: i64) -> Option<Decided> {
 
 /// Commits `body` (an event's JSON with `sequence` = `n`, or [`VOID`]) at slot `n` of `agent`'s log.
 pub async fn commit<S: Store>(store: &S, agent: &str, n: i64, body: &[u8]) -> StoreResult<Decided> {
-    store.set(&keys::log_pending(agent, n), body).await?;
+    stage(store, agent, n, body).await?;
+    decide(store, agent, n, body).await
+}
+
+/// The first step of a [`commit`]: the pending copy, which a writer may make alongside other
+/// writes (nothing reads it until the claim is committed).
+pub async fn stage<S: Store>(store: &S, agent: &str, n: i64, body: &[u8]) -> StoreResult<()> {
+    store.set(&keys::log_pending(agent, n), body).await
+}
+
+/// The rest of a [`commit`], once [`stage`] has written the same `body` at `n`.
+pub async fn decide<S: Store>(store: &S, agent: &str, n: i64, body: &[u8]) -> StoreResult<Decided> {
     let claim = store.increment(&keys::log_claim(agent, n), 1).await?;
     if decided(claim) != Some(Decided::Committed) {
         return Ok(Decided::Sealed);

@@ -335,20 +335,37 @@ pub async fn create<S: Store>(
         },
     };
     let json = serde_json::to_vec(&record).unwrap_or_default();
-    // A fresh id: nobody else writes this key before it is announced.
+    let Some((k, request_hash)) = claim else {
+        // A fresh id: nobody else writes this key before it is announced. The record, its index
+        // entries and the event's pending copy go together; the event is decided after them.
+        let body = event_body(&record, EventKind::Created, record.slots.created);
+        let (written, indexed, staged) = futures::future::join3(
+            store.set(&keys::record(&id), &json),
+            index(store, &record),
+            log::stage(store, &to, record.slots.created, &body),
+        )
+        .await;
+        written?;
+        indexed?;
+        staged?;
+        settle(store, &record, Events::Created, Attempt::Staged).await?;
+        return Ok(Created {
+            elicitation,
+            replayed: false,
+        });
+    };
+    // With an Idempotency-Key the record is written first, then the key claimed for it.
     store.set(&keys::record(&id), &json).await?;
-    if let Some((k, request_hash)) = claim {
-        let mine = idempotency::Request {
-            request_hash,
-            id: id.clone(),
-            at: now,
-        };
-        if let idempotency::Claim::Held(held) = idempotency::claim(store, &k, &mine, now).await? {
-            // A twin with the same key got there first; ours was never announced.
-            store.delete_many(&[keys::record(&id)]).await?;
-            log::void(store, &to, record.slots.created).await?;
-            return replay(store, &held, &mine.request_hash).await;
-        }
+    let mine = idempotency::Request {
+        request_hash,
+        id: id.clone(),
+        at: now,
+    };
+    if let idempotency::Claim::Held(held) = idempotency::claim(store, &k, &mine, now).await? {
+        // A twin with the same key got there first; ours was never announced.
+        store.delete_many(&[keys::record(&id)]).await?;
+        log::void(store, &to, record.slots.created).await?;
+        return replay(store, &held, &mine.request_hash).await;
     }
     index(store, &record).await?;
     settle(store, &record, Events::Created, Attempt::First).await?;
@@ -560,6 +577,9 @@ enum Events {
 enum Attempt {
     /// The writer that has just taken their numbers: it commits them.
     First,
+    /// The same, having written the events' pending copies alongside its other writes
+    /// ([`log::stage`]): it decides them.
+    Staged,
     /// A re-drive (a retried request, a replay, a stream at a deadline): the events may be there.
     Again,
 }
@@ -612,6 +632,7 @@ async fn settle<S: Store>(
         let body = event_body(record, *kind, *n);
         let (decided, wrote) = match attempt {
             Attempt::First => (log::commit(store, agent, *n, &body).await?, true),
+            Attempt::Staged => (log::decide(store, agent, *n, &body).await?, true),
             Attempt::Again => log::ensure(store, agent, *n, &body).await?,
         };
         match decided {
@@ -628,7 +649,7 @@ async fn settle<S: Store>(
     }
     let e = &record.elicitation;
     let expires = e.expires_at.0;
-    if which == Events::Created && attempt == Attempt::First {
+    if which == Events::Created && attempt != Attempt::Again {
         // The requester's stream watches the deadline of what it asked.
         mentions.push(Mention::Asked(&e.from, &e.id, expires));
     }
@@ -741,7 +762,21 @@ async fn transition<S: Store>(
     next.slots.from = from;
     next.slots.attempt = Some(to);
     let json = serde_json::to_vec(&next).unwrap_or_default();
-    let won = match store.cas_swap(cas, &json).await? {
+    // The events' pending copies go with the swap: the numbers are this writer's alone, and a
+    // loser's copies are overwritten when it gives the numbers up.
+    let staged = events_of(&next, Events::Final)
+        .into_iter()
+        .map(|(agent, kind, n)| {
+            let body = event_body(&next, kind, n);
+            async move { log::stage(store, &agent, n, &body).await }
+        });
+    let (swapped, staged) = futures::future::join(
+        store.cas_swap(cas, &json),
+        futures::future::join_all(staged),
+    )
+    .await;
+    staged.into_iter().collect::<Result<(), _>>()?;
+    let won = match swapped? {
         Swapped::Done => true,
         // Read back: `to` is unique to this writer, and a later re-drive keeps `attempt`.
         Swapped::Unsure => store
@@ -762,7 +797,7 @@ async fn transition<S: Store>(
         b?;
         return Ok(None);
     }
-    settle(store, &next, Events::Final, Attempt::First).await?;
+    settle(store, &next, Events::Final, Attempt::Staged).await?;
     Ok(Some(next))
 }
 

@@ -293,6 +293,25 @@ mod tests {
         ];
         let crash = crashes(&rng, tasks.len());
         run(&sim, &rng, tasks, &crash);
+        // Before anyone re-drives: every committed event is readable (a writer that died after
+        // its commit left its pending copy), and no event is there twice.
+        let mut early = Vec::new();
+        run(
+            &sim,
+            &rng,
+            vec![Box::pin(async {
+                for agent in ["a", "b"] {
+                    let mut r = Reader::new(agent, 0);
+                    early.push(read_on(&sim, &mut r, Timestamp(T0.0 + 30_000)).await);
+                }
+            })],
+            &[None],
+        );
+        for log in &early {
+            for kind in [EventKind::Answered, EventKind::Withdrawn, EventKind::Expired] {
+                assert!(count(log, &id, kind) <= 1, "seed {seed}: {log:?}");
+            }
+        }
         // A stream at the deadline re-drives whatever a crash left undone.
         let mut record = None;
         run(
