@@ -308,7 +308,11 @@ mod tests {
             &[None],
         );
         for log in &early {
-            for kind in [EventKind::Answered, EventKind::Withdrawn, EventKind::Expired] {
+            for kind in [
+                EventKind::Answered,
+                EventKind::Withdrawn,
+                EventKind::Expired,
+            ] {
                 assert!(count(log, &id, kind) <= 1, "seed {seed}: {log:?}");
             }
         }
