@@ -7,17 +7,18 @@
 //! small number: see below) — the event itself (`log/<agent>/<n>`). A reader reads slot bodies only;
 //! a body is written only after its claim is decided, so a body it finds is final.
 //!
-//! A slot whose body is missing is a writer between its steps, or one that died. A reader waits
-//! at it (in order: nothing behind it is delivered first) until it has seen it empty for
+//! A slot whose body is missing is a writer between its steps, or one that died. A reader waits at
+//! it (in order: nothing behind it is delivered first) until it has seen it empty for
 //! [`HOLE_GRACE_MS`] — every empty slot a read shows is timed from then, so holes in a row are
-//! waited for together — then [`resolve`]s it: it reads the claim through `increment(claim, 0)`. A commit (1 ..= [`COMMITTED_MAX`]) means
-//! the writer died after committing: the reader copies the pending event into the body. Zero
-//! means nobody committed: the reader *seals* the claim, swapping [`SEAL`] over the zero it read
-//! (it reads the value for the swap and compares it with a counter at zero, [`zero`], so the swap
-//! is over a zero, atomic on both backends, with no write between the read and the swap), and
-//! writes the void marker as the body. The seal and the commit are one atomic decision on one key: a writer that increments a
-//! sealed claim gets a number above [`COMMITTED_MAX`] and takes a new number; a sealer that finds
-//! a commit copies the event. So no committed event is skipped, and none is delivered twice.
+//! waited for together — then [`resolve`]s it: it reads the claim through `increment(claim, 0)`. A
+//! commit (1 ..= [`COMMITTED_MAX`]) means the writer died after committing: the reader copies the
+//! pending event into the body. Zero means nobody committed: the reader *seals* the claim, swapping
+//! [`SEAL`] over the zero it read (it reads the value for the swap and compares it with a counter
+//! at zero, [`zero`], so the swap is over a zero, atomic on both backends, with no write between
+//! the read and the swap), and writes the void marker as the body. The seal and the commit are one
+//! atomic decision on one key: a writer that increments a sealed claim gets a number above
+//! [`COMMITTED_MAX`] and takes a new number; a sealer that finds a commit copies the event. So no
+//! committed event is skipped, and none is delivered twice.
 //!
 //! Whoever else knows an event's content — a re-drive of a transition a crash cut short — may
 //! commit it at its number too (its increment gives 2, 3, …: still a commit, and the same event).
