@@ -1,7 +1,7 @@
 //! The Redis server behind `--backend redis`: the benchmark starts its own `redis-server` for each
 //! host it starts, on a free loopback port in a fresh temporary directory, with no snapshots and
 //! an append-only file synced on every write (`--save '' --appendonly yes --appendfsync always`,
-//! so an acknowledged write is on disk as SQLite's is), and flushes it (`FLUSHALL`) before the
+//! so an acknowledged write is on disk as SQLite's is; [`appendfsync`] can relax it), and flushes it (`FLUSHALL`) before the
 //! host starts: every run begins on an empty store, like a fresh SQLite state directory.
 //!
 //! It talks to Redis with a few lines of RESP over TCP (no client library): `PING`, `FLUSHALL`
@@ -23,8 +23,21 @@ pub fn binary() -> PathBuf {
         .map_or_else(|| PathBuf::from("/usr/bin/redis-server"), PathBuf::from)
 }
 
+/// Redis's `appendfsync` policy for the servers the benchmark starts: `always` (every write synced
+/// before it is acknowledged, the default), or what `BENCH_REDIS_APPENDFSYNC` says (`everysec`:
+/// synced once a second, so up to a second of acknowledged writes can be lost on a crash; `no`).
+pub fn appendfsync() -> anyhow::Result<String> {
+    let policy = std::env::var("BENCH_REDIS_APPENDFSYNC").unwrap_or_else(|_| "always".into());
+    anyhow::ensure!(
+        ["always", "everysec", "no"].contains(&policy.as_str()),
+        "BENCH_REDIS_APPENDFSYNC must be always, everysec or no, not {policy:?}"
+    );
+    Ok(policy)
+}
+
 /// Fails clearly when `redis-server` is not installed.
 pub fn check_installed() -> anyhow::Result<()> {
+    appendfsync()?;
     let bin = binary();
     anyhow::ensure!(
         bin.exists(),
@@ -87,7 +100,7 @@ impl Redis {
                 "--appendonly",
                 "yes",
                 "--appendfsync",
-                "always",
+                &appendfsync()?,
             ])
             .args(["--daemonize", "no", "--logfile"])
             .arg(dir.path().join("redis.log"))

@@ -281,6 +281,14 @@ fn method(
         .map(|b| b.title())
         .collect::<Vec<_>>()
         .join(", ");
+    let fsync = crate::redis::appendfsync().unwrap_or_default();
+    let fsync_meaning = match fsync.as_str() {
+        "always" => "every write appended and synced before it is acknowledged",
+        "everysec" => {
+            "writes synced once a second, so up to a second of acknowledged writes can be lost on a crash"
+        }
+        _ => "writes synced when the operating system flushes them",
+    };
     let _ = writeln!(
         w,
         "- Method: each scenario runs every mode with the same parameters, each mode on a fresh server process (fresh state directory, fresh store) driven over loopback HTTP by this one client process. **Delivery** = create request sent → the addressee's event received (so it includes the create itself); **round trip** = create request sent → the requester's `answered` event received; **create** = create request sent → acknowledgement received; all on one process clock. **Elicitations/s**, the same definition in every mode: created = accepted creates ÷ (first create sent → last acknowledgement received), delivered = first deliveries to addressees ÷ (first create sent → last delivery received), answered = first answers reaching requesters ÷ (first create sent → last answer received) — each count divided by the time it took to arrive, not the time spent sending. A run is clean when every accepted create was delivered exactly once, every answer (or expiry) reached the requester, every agent saw its sequence numbers strictly increasing (a number is skipped only where a crash left a slot that readers sealed; counted as *sealed*), and no request failed.",
@@ -291,7 +299,7 @@ fn method(
     );
     let _ = writeln!(
         w,
-        "- Backends ({backends}): the app's key-value store is SQLite in the host's state directory (Spin's default), or Redis: for each host it starts the benchmark starts its own `redis-server` on a free loopback port in a fresh temporary directory with `--save '' --appendonly yes --appendfsync always` (no snapshots; every write appended and synced before it is acknowledged), sends it `FLUSHALL`, and starts `spin-local` with `--runtime-config-file` naming it in Spin's syntax (`[key_value_store.default]`, `type = \"redis\"`, `url = \"redis://127.0.0.1:PORT\"`); a `kill -9` of the host leaves Redis running. Scaling and saturation run push on every backend, poll on the first ({}) and the floor once; the other scenarios run on the first backend.",
+        "- Backends ({backends}): the app's key-value store is SQLite in the host's state directory (Spin's default), or Redis: for each host it starts the benchmark starts its own `redis-server` on a free loopback port in a fresh temporary directory with `--save '' --appendonly yes --appendfsync {fsync}` (no snapshots; {fsync_meaning}), sends it `FLUSHALL`, and starts `spin-local` with `--runtime-config-file` naming it in Spin's syntax (`[key_value_store.default]`, `type = \"redis\"`, `url = \"redis://127.0.0.1:PORT\"`); a `kill -9` of the host leaves Redis running. Scaling and saturation run push on every backend, poll on the first ({}) and the floor once; the other scenarios run on the first backend.",
         args.backend[0].title()
     );
     let _ = writeln!(
