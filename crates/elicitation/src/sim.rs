@@ -236,6 +236,28 @@ mod tests {
         format!(r#"{{"to":"{to}","message":"m","ttlSeconds":60}}"#).into_bytes()
     }
 
+    /// The whole logs of `agents`, each read from the start at `at` by one task that does not
+    /// crash.
+    fn read_logs<M: Model>(
+        sim: &Sim<M>,
+        rng: &Rng,
+        agents: &[&str],
+        at: Timestamp,
+    ) -> Vec<Vec<(i64, EventKind, String)>> {
+        let mut logs = Vec::new();
+        run(
+            sim,
+            rng,
+            vec![Box::pin(async {
+                for agent in agents {
+                    logs.push(read_on(sim, &mut Reader::new(agent, 0), at).await);
+                }
+            })],
+            &[None],
+        );
+        logs
+    }
+
     /// Each of `n` tasks crashes with probability 1/3, after up to 14 store calls.
     fn crashes(rng: &Rng, n: usize) -> Vec<Option<u64>> {
         (0..n)
@@ -295,19 +317,7 @@ mod tests {
         run(&sim, &rng, tasks, &crash);
         // Before anyone re-drives: every committed event is readable (a writer that died after
         // its commit left its pending copy), and no event is there twice.
-        let mut early = Vec::new();
-        run(
-            &sim,
-            &rng,
-            vec![Box::pin(async {
-                for agent in ["a", "b"] {
-                    let mut r = Reader::new(agent, 0);
-                    early.push(read_on(&sim, &mut r, Timestamp(T0.0 + 30_000)).await);
-                }
-            })],
-            &[None],
-        );
-        for log in &early {
+        for log in &read_logs(&sim, &rng, &["a", "b"], Timestamp(T0.0 + 30_000)) {
             for kind in [
                 EventKind::Answered,
                 EventKind::Withdrawn,
@@ -329,18 +339,7 @@ mod tests {
         let e = record.unwrap();
         assert_ne!(e.status, Status::Pending, "seed {seed}");
         let kind = service::final_kind(e.status).expect("a final status");
-        let mut logs = Vec::new();
-        run(
-            &sim,
-            &rng,
-            vec![Box::pin(async {
-                for agent in ["a", "b"] {
-                    let mut r = Reader::new(agent, 0);
-                    logs.push(read_on(&sim, &mut r, Timestamp(late.0 + 10_000)).await);
-                }
-            })],
-            &[None],
-        );
+        let logs = read_logs(&sim, &rng, &["a", "b"], Timestamp(late.0 + 10_000));
         let (a, b) = (&logs[0], &logs[1]);
         assert_eq!(count(b, &id, EventKind::Created), 1, "seed {seed}: {b:?}");
         assert_eq!(count(b, &id, kind), 1, "seed {seed}: {b:?}");
@@ -384,21 +383,11 @@ mod tests {
         let tasks = vec![twin(0), twin(1), twin(2)];
         let crash = crashes(&rng, tasks.len());
         run(&sim, &rng, tasks, &crash);
-        let mut replay = None;
         run(&sim, &rng, vec![twin(9)], &[None]);
-        run(
-            &sim,
-            &rng,
-            vec![Box::pin(async {
-                let mut r = Reader::new("b", 0);
-                replay = Some(read_on(&sim, &mut r, Timestamp(T0.0 + 10_000)).await);
-            })],
-            &[None],
-        );
+        let log = read_logs(&sim, &rng, &["b"], Timestamp(T0.0 + 10_000)).remove(0);
         let ids = ids.borrow();
         let winner = ids.last().expect("the replay returns").clone();
         assert!(ids.iter().all(|i| *i == winner), "seed {seed}: {ids:?}");
-        let log = replay.unwrap();
         assert_eq!(log.len(), 1, "seed {seed}: {log:?}");
         assert_eq!(count(&log, &winner, EventKind::Created), 1, "seed {seed}");
         assert_eq!(sim.inner.flagged(), [], "seed {seed}");
