@@ -355,14 +355,11 @@ impl Reader {
                 Some(v) => v,
                 None => match self.wait_or_resolve(store, seq, now).await {
                     Ok(Some(v)) => v,
-                    Ok(None) => {
-                        stopped = true;
-                        continue;
-                    }
                     Err(e) if events.is_empty() => return Err(e),
-                    // What was read so far is returned (the cursor is past it); the slot is
-                    // looked at again on the next read.
-                    Err(_) => {
+                    // A slot still open, or one whose resolve failed after events were read:
+                    // those are returned (the cursor is past them), and the slot is looked at
+                    // again on the next read.
+                    Ok(None) | Err(_) => {
                         stopped = true;
                         continue;
                     }

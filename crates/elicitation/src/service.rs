@@ -335,40 +335,43 @@ pub async fn create<S: Store>(
         },
     };
     let json = serde_json::to_vec(&record).unwrap_or_default();
-    let Some((k, request_hash)) = claim else {
-        // A fresh id: nobody else writes this key before it is announced. The record, its index
-        // entries and the event's pending copy go together; the event is decided after them.
-        let body = event_body(&record, EventKind::Created, record.slots.created);
-        let (written, indexed, staged) = futures::future::join3(
-            store.set(&keys::record(&id), &json),
-            index(store, &record),
-            log::stage(store, &to, record.slots.created, &body),
-        )
-        .await;
-        written?;
-        indexed?;
-        staged?;
-        settle(store, &record, Events::Created, Attempt::Staged).await?;
-        return Ok(Created {
-            elicitation,
-            replayed: false,
-        });
+    let attempt = match claim {
+        None => {
+            // A fresh id: nobody else writes this key before it is announced. The record, its
+            // index entries and the event's pending copy go together; the event is decided after.
+            let body = event_body(&record, EventKind::Created, record.slots.created);
+            let (written, indexed, staged) = futures::future::join3(
+                store.set(&keys::record(&id), &json),
+                index(store, &record),
+                log::stage(store, &to, record.slots.created, &body),
+            )
+            .await;
+            written?;
+            indexed?;
+            staged?;
+            Attempt::Staged
+        }
+        Some((k, request_hash)) => {
+            // With an Idempotency-Key the record is written first, then the key claimed for it.
+            store.set(&keys::record(&id), &json).await?;
+            let mine = idempotency::Request {
+                request_hash,
+                id: id.clone(),
+                at: now,
+            };
+            if let idempotency::Claim::Held(held) =
+                idempotency::claim(store, &k, &mine, now).await?
+            {
+                // A twin with the same key got there first; ours was never announced.
+                store.delete_many(&[keys::record(&id)]).await?;
+                log::void(store, &to, record.slots.created).await?;
+                return replay(store, &held, &mine.request_hash).await;
+            }
+            index(store, &record).await?;
+            Attempt::First
+        }
     };
-    // With an Idempotency-Key the record is written first, then the key claimed for it.
-    store.set(&keys::record(&id), &json).await?;
-    let mine = idempotency::Request {
-        request_hash,
-        id: id.clone(),
-        at: now,
-    };
-    if let idempotency::Claim::Held(held) = idempotency::claim(store, &k, &mine, now).await? {
-        // A twin with the same key got there first; ours was never announced.
-        store.delete_many(&[keys::record(&id)]).await?;
-        log::void(store, &to, record.slots.created).await?;
-        return replay(store, &held, &mine.request_hash).await;
-    }
-    index(store, &record).await?;
-    settle(store, &record, Events::Created, Attempt::First).await?;
+    settle(store, &record, Events::Created, attempt).await?;
     Ok(Created {
         elicitation,
         replayed: false,
