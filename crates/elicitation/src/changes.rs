@@ -2,7 +2,7 @@
 //!
 //! Spin offers no change notification, so stream hubs poll. Polling every agent's log costs reads
 //! in proportion to the streams a hub holds, on every tick. Instead every writer *publishes* what
-//! it changed: it takes a number from the global [`EPOCH`](keys::EPOCH) counter and writes
+//! it changes: it takes a number from the global [`EPOCH`](keys::EPOCH) counter and writes
 //! `"<number> <mention> …"` into slot `number % RING` of a fixed ring of keys. A mention is an
 //! agent whose log grew, with the number its new event has (`b:17`), or an agent that asked a new
 //! elicitation, with its id and deadline (`a@el_x@1795765107000`: its stream watches the deadline).
@@ -22,9 +22,12 @@
 //! - a slot holding a newer number was overwritten: the reader fell a whole ring behind;
 //! - the counter went back (a store replaced, or Redis restarted without its last writes).
 //!
-//! A publisher that dies after its change but before publishing leaves nothing in the feed;
-//! readers catch up on that agent at their next periodic check (the stream heartbeat) or the next
-//! change.
+//! A writer announces an event *before* it commits it (it takes the change's number before the
+//! increment that commits the event, and may write the slot alongside the commit), so the feed
+//! mentions every committed event, or shows a gap where it would: a reader never has to look at
+//! each log in turn to find an event the feed missed. A reader that learns of a number before its
+//! event is there waits at that slot as at any hole (see [`log`](crate::log)); a writer that dies
+//! in between leaves a hole that readers resolve.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -58,12 +61,25 @@ pub enum Mention<'a> {
     Asked(&'a str, &'a str, u64),
 }
 
-/// Announces these changes in one entry. Call after the changes are written.
+/// Announces these changes in one entry: [`take`], then [`write`]. Call before the events it
+/// mentions are committed (see the module documentation).
 pub async fn publish<S: Store>(store: &S, mentions: &[Mention<'_>]) -> StoreResult<()> {
     if mentions.is_empty() {
         return Ok(());
     }
-    let n = store.increment(keys::EPOCH, 1).await?;
+    let n = take(store).await?;
+    write(store, n, mentions).await
+}
+
+/// Takes the number of a change about to be announced: the first half of [`publish`], which a
+/// writer may make alongside other writes. From here on, readers count on number `n` being
+/// written (or, after [`GAP_GRACE_MS`], look at everything).
+pub async fn take<S: Store>(store: &S) -> StoreResult<i64> {
+    store.increment(keys::EPOCH, 1).await
+}
+
+/// Writes change `n` (a number [`take`] gave) with these mentions: the second half of [`publish`].
+pub async fn write<S: Store>(store: &S, n: i64, mentions: &[Mention<'_>]) -> StoreResult<()> {
     let mut entry = n.to_string();
     for m in mentions {
         entry.push(' ');

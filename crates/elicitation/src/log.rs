@@ -176,19 +176,14 @@ pub async fn resolve<S: Store>(store: &S, agent: &str, n: i64) -> StoreResult<De
     }
 }
 
-/// Makes sure slot `n` holds `body` (the caller knows the event that belongs there): commits it
-/// unless the slot is decided already. `Sealed` means the event needs a new number.
-pub async fn ensure<S: Store>(
-    store: &S,
-    agent: &str,
-    n: i64,
-    body: &[u8],
-) -> StoreResult<(Decided, bool)> {
-    match store.get(&keys::log_event(agent, n)).await? {
-        Some(v) if v == VOID => Ok((Decided::Sealed, false)),
-        Some(_) => Ok((Decided::Committed, false)),
-        None => Ok((commit(store, agent, n, body).await?, true)),
-    }
+/// What slot `n` holds as its body says: nothing yet (`None`), an event, or the void marker
+/// (`Sealed`: whoever knows the event that belongs there gives it a new number).
+pub async fn written<S: Store>(store: &S, agent: &str, n: i64) -> StoreResult<Option<Decided>> {
+    Ok(match store.get(&keys::log_event(agent, n)).await? {
+        Some(v) if v == VOID => Some(Decided::Sealed),
+        Some(_) => Some(Decided::Committed),
+        None => None,
+    })
 }
 
 /// An event as read from a log: parsed, and the JSON it is stored as, which is what a stream
@@ -596,15 +591,20 @@ mod tests {
             Decided::Committed
         );
         assert_eq!(resolve(store, "b", m).await.unwrap(), Decided::Committed);
-        // A second committer of the same event (a re-drive) still counts as a commit.
         assert_eq!(
-            ensure(store, "b", m, &event(m)).await.unwrap(),
-            (Decided::Committed, false)
+            written(store, "b", m).await.unwrap(),
+            Some(Decided::Committed)
         );
+        // A reader that sealed a slot writes the void marker as its body.
+        assert_eq!(written(store, "b", n).await.unwrap(), None);
+        store.set(&keys::log_event("b", n), VOID).await.unwrap();
+        assert_eq!(written(store, "b", n).await.unwrap(), Some(Decided::Sealed));
+        // A second committer of the same event (a re-drive) still counts as a commit.
         let k = take(store, "b").await.unwrap();
+        assert_eq!(written(store, "b", k).await.unwrap(), None);
         assert_eq!(
-            ensure(store, "b", k, &event(k)).await.unwrap(),
-            (Decided::Committed, true)
+            commit(store, "b", k, &event(k)).await.unwrap(),
+            Decided::Committed
         );
         assert_eq!(
             commit(store, "b", k, &event(k)).await.unwrap(),

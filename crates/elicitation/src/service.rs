@@ -335,21 +335,23 @@ pub async fn create<S: Store>(
         },
     };
     let json = serde_json::to_vec(&record).unwrap_or_default();
-    let attempt = match claim {
+    let (attempt, epoch) = match claim {
         None => {
             // A fresh id: nobody else writes this key before it is announced. The record, its
-            // index entries and the event's pending copy go together; the event is decided after.
+            // index entries and the event's pending copy go together, and so does taking the
+            // change number that announces it; the event is decided after.
             let body = event_body(&record, EventKind::Created, record.slots.created);
-            let (written, indexed, staged) = futures::future::join3(
+            let (written, indexed, staged, epoch) = futures::future::join4(
                 store.set(&keys::record(&id), &json),
                 index(store, &record),
                 log::stage(store, &to, record.slots.created, &body),
+                changes::take(store),
             )
             .await;
             written?;
             indexed?;
             staged?;
-            Attempt::Staged
+            (Attempt::Staged, Some(epoch?))
         }
         Some((k, request_hash)) => {
             // With an Idempotency-Key the record is written first, then the key claimed for it.
@@ -368,10 +370,10 @@ pub async fn create<S: Store>(
                 return replay(store, &held, &mine.request_hash).await;
             }
             index(store, &record).await?;
-            Attempt::First
+            (Attempt::First, None)
         }
     };
-    settle(store, &record, Events::Created, attempt).await?;
+    settle(store, &record, Events::Created, attempt, epoch).await?;
     Ok(Created {
         elicitation,
         replayed: false,
@@ -418,7 +420,7 @@ async fn replay<S: Store>(
     };
     let record = parse_record(&held.id, &raw)?;
     index(store, &record).await?;
-    settle(store, &record, Events::Created, Attempt::Again).await?;
+    settle(store, &record, Events::Created, Attempt::Again, None).await?;
     Ok(Created {
         elicitation: record.elicitation,
         replayed: true,
@@ -621,54 +623,100 @@ fn moved(record: &Record, agent: &str, kind: EventKind, new: i64) -> Record {
     next
 }
 
-/// Makes sure `record`'s events (`which`) are in their logs, once each, and publishes what it
-/// wrote. An event whose slot a reader sealed (its writer was too slow) gets a new number, which
-/// the record then names (one swap decides it among concurrent re-drives).
+/// Makes sure `record`'s events (`which`) are in their logs, once each. Every event it writes is
+/// announced in the change feed first (taking the change's number before the commit: see
+/// [`changes`]); `epoch` is a number the caller took for that alongside its own writes. An event
+/// whose slot a reader sealed (its writer was too slow) gets a new number, which the record then
+/// names (one swap decides it among concurrent re-drives).
 async fn settle<S: Store>(
     store: &S,
     record: &Record,
     which: Events,
     attempt: Attempt,
+    epoch: Option<i64>,
 ) -> Result<(), Error> {
     let events = events_of(record, which);
-    let settled = futures::future::join_all(events.iter().map(|(agent, kind, n)| async move {
-        let body = event_body(record, *kind, *n);
-        let (decided, wrote) = match attempt {
-            Attempt::First => (log::commit(store, agent, *n, &body).await?, true),
-            Attempt::Staged => (log::decide(store, agent, *n, &body).await?, true),
-            Attempt::Again => log::ensure(store, agent, *n, &body).await?,
-        };
-        match decided {
-            Decided::Committed => Ok::<_, Error>(wrote.then_some(*n)),
-            Decided::Sealed => reappend(store, record, agent, *kind, *n).await,
-        }
-    }))
-    .await;
-    let mut mentions = Vec::new();
-    for ((agent, _, _), n) in events.iter().zip(settled) {
-        if let Some(n) = n? {
-            mentions.push(Mention::Log(agent, n));
-        }
-    }
+    // A re-drive writes only the events whose slots are still empty.
+    let found: Vec<Option<Decided>> = match attempt {
+        Attempt::Again => futures::future::join_all(
+            events
+                .iter()
+                .map(|(agent, _, n)| log::written(store, agent, *n)),
+        )
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?,
+        Attempt::First | Attempt::Staged => vec![None; events.len()],
+    };
+    let mut sealed: Vec<usize> = (0..events.len())
+        .filter(|i| found[*i] == Some(Decided::Sealed))
+        .collect();
+    let writes: Vec<usize> = (0..events.len()).filter(|i| found[*i].is_none()).collect();
     let e = &record.elicitation;
-    let expires = e.expires_at.0;
+    let mut mentions: Vec<Mention<'_>> = writes
+        .iter()
+        .map(|i| Mention::Log(&events[*i].0, events[*i].2))
+        .collect();
     if which == Events::Created && attempt != Attempt::Again {
         // The requester's stream watches the deadline of what it asked.
-        mentions.push(Mention::Asked(&e.from, &e.id, expires));
+        mentions.push(Mention::Asked(&e.from, &e.id, e.expires_at.0));
     }
-    changes::publish(store, &mentions).await?;
+    let epoch = match epoch {
+        Some(n) => Some(n),
+        None if !mentions.is_empty() => Some(changes::take(store).await?),
+        None => None,
+    };
+    let announce = async {
+        match epoch {
+            Some(n) => changes::write(store, n, &mentions).await,
+            None => Ok(()),
+        }
+    };
+    let commits = futures::future::join_all(writes.iter().map(|i| {
+        let (agent, kind, n) = &events[*i];
+        let body = event_body(record, *kind, *n);
+        async move {
+            match attempt {
+                Attempt::Staged => log::decide(store, agent, *n, &body).await,
+                Attempt::First | Attempt::Again => log::commit(store, agent, *n, &body).await,
+            }
+        }
+    }));
+    let (announced, decided) = futures::future::join(announce, commits).await;
+    for (i, d) in writes.iter().zip(decided) {
+        if d? == Decided::Sealed {
+            sealed.push(*i);
+        }
+    }
+    announced?;
+    for i in sealed {
+        let (agent, kind, n) = &events[i];
+        reappend(store, record, agent, *kind, *n).await?;
+    }
     Ok(())
 }
 
+/// Announces `agent`'s event of `kind` at `n` in the change feed, then commits it there.
+async fn announce_and_commit<S: Store>(
+    store: &S,
+    record: &Record,
+    agent: &str,
+    kind: EventKind,
+    n: i64,
+) -> Result<Decided, Error> {
+    changes::publish(store, &[Mention::Log(agent, n)]).await?;
+    Ok(log::commit(store, agent, n, &event_body(record, kind, n)).await?)
+}
+
 /// Gives `agent`'s event of `kind`, sealed at `sealed`, a new number: the record is swapped to
-/// name it, then the event committed there. Returns the number it wrote, if it wrote one.
+/// name it, then the event announced and committed there.
 async fn reappend<S: Store>(
     store: &S,
     record: &Record,
     agent: &str,
     kind: EventKind,
     mut sealed: i64,
-) -> Result<Option<i64>, Error> {
+) -> Result<(), Error> {
     let key = keys::record(&record.elicitation.id);
     loop {
         let (cas, raw) = store.cas_read(&key).await?;
@@ -686,13 +734,16 @@ async fn reappend<S: Store>(
             .find(|(a, k, _)| a == agent && *k == kind)
             .map(|(_, _, n)| n);
         match now_at {
-            None => return Ok(None),
+            None => return Ok(()),
             Some(n) if n != sealed => {
                 // Another re-drive moved it already: make sure it is there.
-                let body = event_body(&current, kind, n);
-                match log::ensure(store, agent, n, &body).await? {
-                    (Decided::Committed, wrote) => return Ok(wrote.then_some(n)),
-                    (Decided::Sealed, _) => {
+                let decided = match log::written(store, agent, n).await? {
+                    Some(d) => d,
+                    None => announce_and_commit(store, &current, agent, kind, n).await?,
+                };
+                match decided {
+                    Decided::Committed => return Ok(()),
+                    Decided::Sealed => {
                         sealed = n;
                         continue;
                     }
@@ -705,8 +756,8 @@ async fn reappend<S: Store>(
         let json = serde_json::to_vec(&next).unwrap_or_default();
         // `m` is unique to this writer, so finding `json` there means this swap won.
         if swap(store, &key, cas, &json).await? {
-            match log::commit(store, agent, m, &event_body(&next, kind, m)).await? {
-                Decided::Committed => return Ok(Some(m)),
+            match announce_and_commit(store, &next, agent, kind, m).await? {
+                Decided::Committed => return Ok(()),
                 Decided::Sealed => sealed = m,
             }
         } else {
@@ -719,7 +770,7 @@ async fn reappend<S: Store>(
 /// are): whoever finds an elicitation answered, withdrawn or expired after a crash may have cut
 /// its transition short.
 async fn announced<S: Store>(store: &S, record: &Record) -> Result<(), Error> {
-    settle(store, record, Events::Final, Attempt::Again).await
+    settle(store, record, Events::Final, Attempt::Again, None).await
 }
 
 /// What a transition does to a pending elicitation.
@@ -800,7 +851,7 @@ async fn transition<S: Store>(
         b?;
         return Ok(None);
     }
-    settle(store, &next, Events::Final, Attempt::Staged).await?;
+    settle(store, &next, Events::Final, Attempt::Staged, None).await?;
     Ok(Some(next))
 }
 

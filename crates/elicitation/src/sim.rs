@@ -15,10 +15,10 @@ use crate::log::{HOLE_GRACE_MS, Reader};
 use crate::model::EventKind;
 #[cfg(test)]
 use crate::model::Status;
-#[cfg(test)]
-use crate::service;
 use crate::store::{MemoryCas, SpinRedis, SpinSqlite, Store, StoreResult, Swapped, Violation};
 use crate::time::Timestamp;
+#[cfg(test)]
+use crate::{changes, service};
 
 /// A small seeded generator (xorshift64*), so a failing seed can be replayed.
 pub struct Rng(Cell<u64>);
@@ -258,6 +258,54 @@ mod tests {
         logs
     }
 
+    /// Checks that a stream hub would learn of every event in `logs` (agent, its log) from the
+    /// change feed alone, as it does with no periodic look at each stream: the feed mentions the
+    /// agent at the event's number or beyond, or tells the hub to look at everything (a number
+    /// taken and never written: its publisher died).
+    fn announced<M: Model>(
+        sim: &Sim<M>,
+        rng: &Rng,
+        logs: &[(&str, &[(i64, EventKind, String)])],
+        at: Timestamp,
+    ) {
+        let mut heads = std::collections::BTreeMap::new();
+        let mut everything = false;
+        run(
+            sim,
+            rng,
+            vec![Box::pin(async {
+                let mut feed = changes::Feed::at(0);
+                let mut t = at;
+                for _ in 0..4 {
+                    match feed.poll(sim, t).await.expect("poll") {
+                        changes::Poll::Everything => everything = true,
+                        changes::Poll::Agents(agents) => {
+                            for (agent, c) in agents {
+                                let h = heads.entry(agent).or_insert(0);
+                                *h = c.head.unwrap_or(0).max(*h);
+                            }
+                        }
+                        changes::Poll::Quiet => {}
+                    }
+                    t = Timestamp(t.0 + changes::GAP_GRACE_MS + changes::COUNTER_EVERY_MS);
+                }
+            })],
+            &[None],
+        );
+        if everything {
+            return;
+        }
+        for (agent, log) in logs {
+            let head = heads.get(*agent).copied().unwrap_or(0);
+            for (seq, kind, id) in log.iter() {
+                assert!(
+                    *seq <= head,
+                    "{agent}'s {kind:?} of {id} at {seq} is not in the feed (it says {head})"
+                );
+            }
+        }
+    }
+
     /// Each of `n` tasks crashes with probability 1/3, after up to 14 store calls.
     fn crashes(rng: &Rng, n: usize) -> Vec<Option<u64>> {
         (0..n)
@@ -326,6 +374,13 @@ mod tests {
                 assert!(count(log, &id, kind) <= 1, "seed {seed}: {log:?}");
             }
         }
+        let logs = read_logs(&sim, &rng, &["a", "b"], Timestamp(T0.0 + 30_000));
+        announced(
+            &sim,
+            &rng,
+            &[("a", &logs[0]), ("b", &logs[1])],
+            Timestamp(T0.0 + 30_000),
+        );
         // A stream at the deadline re-drives whatever a crash left undone.
         let mut record = None;
         run(
@@ -341,6 +396,12 @@ mod tests {
         let kind = service::final_kind(e.status).expect("a final status");
         let logs = read_logs(&sim, &rng, &["a", "b"], Timestamp(late.0 + 10_000));
         let (a, b) = (&logs[0], &logs[1]);
+        announced(
+            &sim,
+            &rng,
+            &[("a", a), ("b", b)],
+            Timestamp(late.0 + 10_000),
+        );
         assert_eq!(count(b, &id, EventKind::Created), 1, "seed {seed}: {b:?}");
         assert_eq!(count(b, &id, kind), 1, "seed {seed}: {b:?}");
         assert_eq!(count(a, &id, kind), 1, "seed {seed}: {a:?}");
@@ -390,6 +451,7 @@ mod tests {
         assert!(ids.iter().all(|i| *i == winner), "seed {seed}: {ids:?}");
         assert_eq!(log.len(), 1, "seed {seed}: {log:?}");
         assert_eq!(count(&log, &winner, EventKind::Created), 1, "seed {seed}");
+        announced(&sim, &rng, &[("b", &log)], Timestamp(T0.0 + 10_000));
         assert_eq!(sim.inner.flagged(), [], "seed {seed}");
     }
 
@@ -437,6 +499,7 @@ mod tests {
             })],
             &[None],
         );
+        announced(&sim, &rng, &[("b", &all)], Timestamp(T0.0 + 20_000));
         let got = got.borrow();
         let unique: BTreeSet<i64> = got.iter().copied().collect();
         assert_eq!(unique.len(), got.len(), "seed {seed}: twice in {got:?}");

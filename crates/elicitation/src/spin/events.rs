@@ -33,7 +33,7 @@ use spin_sdk::wasip3::http_compat::BodyWriter;
 use super::{SpinStore, into_response, number_variable, prepare, sleep_ms};
 use crate::api;
 use crate::changes::{self, Poll};
-use crate::keys::{self, Role};
+use crate::keys::Role;
 use crate::log::{self, Reader, Resume};
 use crate::model::{EventKind, Status};
 use crate::service::{self, ListQuery};
@@ -208,7 +208,7 @@ struct Live {
     reader: Reader,
     deadlines: BTreeSet<(u64, String)>,
     /// The highest number the stream knows its agent's log has (read at its start, then from the
-    /// change feed and its heartbeat checks): its reads go up to it.
+    /// change feed): its reads go up to it.
     head: i64,
     end: Timestamp,
     last_write: Timestamp,
@@ -380,23 +380,6 @@ async fn check_everything<S: Store>(store: &S, streams: &mut [Live], now: Timest
     futures::future::join_all(lists).await;
 }
 
-/// A writer that died between its event and its change leaves no trace in the feed, so a stream
-/// whose heartbeat is due looks at the slot after its cursor.
-async fn check_next_slots<S: Store>(store: &S, streams: &mut [Live], due: &BTreeSet<usize>) {
-    let probes = streams
-        .iter_mut()
-        .enumerate()
-        .filter(|(i, _)| due.contains(i))
-        .map(|(_, s)| async move {
-            let next = s.reader.cursor() + 1;
-            if let Ok(Some(_)) = store.get(&keys::log_event(&s.agent, next)).await {
-                s.head = s.head.max(next);
-                s.dirty = true;
-            }
-        });
-    futures::future::join_all(probes).await;
-}
-
 /// The instance's one loop over all its streams; it stops when it holds none.
 async fn hub(opts: StreamOptions) {
     // However the hub ends — its loop finishing, or its task being dropped by the host — the next
@@ -461,15 +444,6 @@ async fn hub(opts: StreamOptions) {
             Poll::Everything => check_everything(store, &mut streams, now).await,
             Poll::Agents(changed) => apply(&mut streams, changed),
             Poll::Quiet => {}
-        }
-        let due: BTreeSet<usize> = streams
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.last_write.millis_until(now) >= heartbeat)
-            .map(|(i, _)| i)
-            .collect();
-        if !due.is_empty() {
-            check_next_slots(store, &mut streams, &due).await;
         }
         let now = Timestamp::now();
         let deliveries = streams
