@@ -2,28 +2,13 @@
 //! (`eventsource-stream`): live delivery, resumption, the seam when a stream ends, reset for a lost
 //! cursor, expiry pushed once, and recovery after the host is killed.
 
-use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::{Client, Host, Sse, SseEvent, SseMsg, agent, shared};
+use e2e::{Host, Sse, SseMsg, Traffic, agent, check_exactly_once_in_order, shared};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-#[track_caller]
-fn expect_event(s: &Sse, kind: &str, id: &str) -> SseEvent {
-    let e = s
-        .next_event(WAIT)
-        .unwrap_or_else(|| panic!("no {kind} event for {id}"));
-    assert_eq!(e.event, kind, "{e:?}");
-    let data = e.json();
-    assert_eq!(data["elicitation"]["id"], id, "{e:?}");
-    assert_eq!(data["type"], kind);
-    assert_eq!(data["sequence"].as_i64(), Some(e.seq()));
-    e
-}
 
 #[test]
 fn both_parties_are_pushed_every_kind_of_event() {
@@ -35,33 +20,33 @@ fn both_parties_are_pushed_every_kind_of_event() {
     assert_eq!((sa.expect_open(), sb.expect_open()), (0, 0));
 
     let id = c.ask(&ta, &b, json!({}));
-    let created = expect_event(&sb, "elicitation.created", &id);
+    let created = sb.expect_event("elicitation.created", &id);
     assert_eq!(created.seq(), 1);
     c.answer(&tb, &id, &json!({ "action": "decline" }))
         .expect(200);
     assert_eq!(
-        expect_event(&sb, "elicitation.answered", &id).json()["elicitation"]["status"],
+        sb.expect_event("elicitation.answered", &id).json()["elicitation"]["status"],
         "declined"
     );
-    assert_eq!(expect_event(&sa, "elicitation.answered", &id).seq(), 1);
+    assert_eq!(sa.expect_event("elicitation.answered", &id).seq(), 1);
 
     let w = c.ask(&ta, &b, json!({}));
-    expect_event(&sb, "elicitation.created", &w);
+    sb.expect_event("elicitation.created", &w);
     c.post(
         &format!("/v1/elicitations/{w}/withdraw"),
         Some(&ta),
         &json!({}),
     )
     .expect(200);
-    expect_event(&sb, "elicitation.withdrawn", &w);
-    expect_event(&sa, "elicitation.withdrawn", &w);
+    sb.expect_event("elicitation.withdrawn", &w);
+    sa.expect_event("elicitation.withdrawn", &w);
 
     // Nobody touches this one: the open streams notice the deadline and push the expiry, once.
     let x = c.ask(&ta, &b, json!({ "ttlSeconds": 1 }));
-    expect_event(&sb, "elicitation.created", &x);
+    sb.expect_event("elicitation.created", &x);
     let before = Instant::now();
-    expect_event(&sb, "elicitation.expired", &x);
-    expect_event(&sa, "elicitation.expired", &x);
+    sb.expect_event("elicitation.expired", &x);
+    sa.expect_event("elicitation.expired", &x);
     assert!(before.elapsed() < Duration::from_secs(5));
     // Exactly once: nothing else arrives on either stream.
     for s in [&sa, &sb] {
@@ -93,15 +78,15 @@ fn streams_resume_by_last_event_id_and_by_after() {
     let s = c.events(&b, &tb, Some("2"));
     assert_eq!(s.expect_open(), 2);
     for (seq, id) in (3..=5).zip(&ids[2..]) {
-        assert_eq!(expect_event(&s, "elicitation.created", id).seq(), seq);
+        assert_eq!(s.expect_event("elicitation.created", id).seq(), seq);
     }
     let live = c.ask(&ta, &b, json!({}));
-    assert_eq!(expect_event(&s, "elicitation.created", &live).seq(), 6);
+    assert_eq!(s.expect_event("elicitation.created", &live).seq(), 6);
     // ?after= for clients that cannot set headers.
     let s = Sse::open(&c.base, &b, &tb, None, "?after=4");
     assert_eq!(s.expect_open(), 4);
-    assert_eq!(expect_event(&s, "elicitation.created", &ids[4]).seq(), 5);
-    assert_eq!(expect_event(&s, "elicitation.created", &live).seq(), 6);
+    assert_eq!(s.expect_event("elicitation.created", &ids[4]).seq(), 5);
+    assert_eq!(s.expect_event("elicitation.created", &live).seq(), 6);
     // Without a cursor the stream starts at the head: only new events.
     let s = c.events(&b, &tb, None);
     assert_eq!(s.expect_open(), 6);
@@ -150,112 +135,6 @@ fn only_the_agent_itself_may_open_its_stream() {
         .expect_problem(400);
 }
 
-/// Reads `agent`'s stream across reconnections, as a client would: every time the stream ends it
-/// reconnects to the host's current address with its last id. Returns the events until `done` and
-/// the stream has been quiet for a moment.
-fn follow(
-    base: Arc<Mutex<String>>,
-    agent: String,
-    token: String,
-    done: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<(Vec<SseEvent>, usize)> {
-    std::thread::spawn(move || {
-        let mut got: Vec<SseEvent> = Vec::new();
-        // From the start of the log: the writers may already be running when the reader connects.
-        let mut last = Some("0".to_string());
-        let mut connections = 0;
-        let mut stalls = 0;
-        let mut quiet_since = None;
-        loop {
-            let s = Sse::open(
-                &base.lock().unwrap().clone(),
-                &agent,
-                &token,
-                last.as_deref(),
-                "",
-            );
-            connections += 1;
-            let opened = Instant::now();
-            let (mut status_ok, mut ready) = (false, false);
-            loop {
-                // A stream that answered 200 must open with its ready frame promptly.
-                assert!(
-                    !status_ok || ready || opened.elapsed() < Duration::from_secs(5),
-                    "a stream answered 200 but sent no ready frame within 5 s"
-                );
-                // A request with no answer at all after 5 s is given up and retried, as a client
-                // with a first-byte timeout would; such stalls are counted and reported.
-                if !status_ok && opened.elapsed() > Duration::from_secs(5) {
-                    stalls += 1;
-                    eprintln!("{agent}: stream request unanswered for 5 s; reconnecting");
-                    break;
-                }
-                match s.next(Duration::from_millis(300)) {
-                    Some(SseMsg::Event(e)) if e.event == "ready" => {
-                        ready = true;
-                        assert_eq!(
-                            Some(&e.id),
-                            last.as_ref(),
-                            "the stream resumes exactly where the client left off"
-                        );
-                    }
-                    Some(SseMsg::Event(e)) => {
-                        assert!(e.event.starts_with("elicitation."), "{e:?}");
-                        last = Some(e.id.clone());
-                        got.push(e);
-                        quiet_since = None;
-                    }
-                    Some(SseMsg::Status(200)) => status_ok = true,
-                    Some(SseMsg::Status(s)) => panic!("status {s}"),
-                    Some(SseMsg::Closed) => break,
-                    // Quiet only counts on an open stream (one that sent its ready frame).
-                    None => {
-                        if done.load(Ordering::SeqCst) && ready {
-                            let q = *quiet_since.get_or_insert_with(Instant::now);
-                            // Longer than the log's hole grace period, so a sealed hole is passed.
-                            if q.elapsed() > Duration::from_secs(4) {
-                                if stalls > 0 {
-                                    eprintln!("{agent}: {stalls} stalled stream request(s)");
-                                }
-                                return (got, connections);
-                            }
-                        }
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    })
-}
-
-/// Checks that `events` hold every acknowledged id once, in strictly increasing sequence; `gap_free`
-/// also demands consecutive numbers (a killed writer's number may be sealed and skipped).
-fn check_exactly_once_in_order(
-    events: &[SseEvent],
-    acknowledged: &BTreeSet<String>,
-    gap_free: bool,
-) {
-    let seqs: Vec<i64> = events.iter().map(SseEvent::seq).collect();
-    assert!(seqs.windows(2).all(|w| w[1] > w[0]), "in order: {seqs:?}");
-    if gap_free {
-        assert!(
-            seqs.windows(2).all(|w| w[1] == w[0] + 1),
-            "gap-free: {seqs:?}"
-        );
-    }
-    let ids: Vec<String> = events
-        .iter()
-        .map(|e| e.json()["elicitation"]["id"].as_str().unwrap().to_string())
-        .collect();
-    let distinct: BTreeSet<String> = ids.iter().cloned().collect();
-    assert_eq!(distinct.len(), ids.len(), "no event twice");
-    let missing: Vec<&String> = acknowledged.difference(&distinct).collect();
-    assert!(
-        missing.is_empty(),
-        "every acknowledged create was delivered; missing {missing:?}; received {seqs:?}"
-    );
-}
-
 #[test]
 fn reconnecting_at_the_stream_seam_loses_and_repeats_nothing() {
     let host = Host::start(
@@ -263,38 +142,18 @@ fn reconnecting_at_the_stream_seam_loses_and_repeats_nothing() {
         &["--variable", "stream_max_seconds=1"],
     );
     let c = host.client();
-    let b = agent("busy");
-    let tb = c.token(&b);
-    let base = Arc::new(Mutex::new(c.base.clone()));
-    let done = Arc::new(AtomicBool::new(false));
-    let reader = follow(base, b.clone(), tb, done.clone());
-    let writers: Vec<_> = (0..8)
-        .map(|i| {
-            let (c, b) = (c.clone(), b.clone());
-            std::thread::spawn(move || {
-                let t = c.token(&agent(&format!("w{i}")));
-                let mut ids = Vec::new();
-                let until = Instant::now() + Duration::from_millis(3500);
-                while Instant::now() < until {
-                    ids.push(c.ask(&t, &b, json!({})));
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                ids
-            })
-        })
-        .collect();
-    let acknowledged: BTreeSet<String> = writers
-        .into_iter()
-        .flat_map(|w| w.join().unwrap())
-        .collect();
-    done.store(true, Ordering::SeqCst);
-    let (events, connections) = reader.join().unwrap();
-    assert!(
-        connections >= 3,
-        "the stream ended on its own and was resumed ({connections} connections)"
-    );
-    check_exactly_once_in_order(&events, &acknowledged, true);
-    assert_eq!(events.len(), acknowledged.len());
+    let base = Arc::new(Mutex::new(vec![c.base.clone()]));
+    let traffic = Traffic::start(&c, &[agent("busy")], &base, 8, &base);
+    std::thread::sleep(Duration::from_millis(3500));
+    for (_, f, acknowledged) in traffic.finish() {
+        assert!(
+            f.connections >= 3,
+            "the stream ended on its own and was resumed ({} connections)",
+            f.connections
+        );
+        check_exactly_once_in_order(&f.events, &acknowledged, true);
+        assert_eq!(f.events.len(), acknowledged.len());
+    }
 }
 
 #[test]
@@ -302,74 +161,21 @@ fn after_a_kill_9_every_committed_event_arrives_exactly_once() {
     let mut host = Host::app();
     let c = host.client();
     let agents: Vec<String> = (0..3).map(|i| agent(&format!("victim{i}"))).collect();
-    let tokens: Vec<String> = agents.iter().map(|a| c.token(a)).collect();
-    let base = Arc::new(Mutex::new(c.base.clone()));
-    let done = Arc::new(AtomicBool::new(false));
-    let readers: Vec<_> = agents
-        .iter()
-        .zip(&tokens)
-        .map(|(a, t)| follow(base.clone(), a.clone(), t.clone(), done.clone()))
-        .collect();
-    let stop = Arc::new(AtomicBool::new(false));
-    let acknowledged = Arc::new(Mutex::new(BTreeSet::new()));
-    let writers: Vec<_> = (0..4)
-        .map(|i| {
-            let (base, stop, acknowledged, agents) = (
-                base.clone(),
-                stop.clone(),
-                acknowledged.clone(),
-                agents.clone(),
-            );
-            let t = c.token(&agent(&format!("writer{i}")));
-            std::thread::spawn(move || {
-                let mut n = 0;
-                while !stop.load(Ordering::SeqCst) {
-                    let c = Client::new(&base.lock().unwrap().clone());
-                    let to = &agents[n % agents.len()];
-                    n += 1;
-                    // A request cut by the kill is not acknowledged; it may or may not have committed.
-                    let body = json!({ "to": to, "message": "m" }).to_string().into_bytes();
-                    match c.try_send(
-                        "POST",
-                        "/v1/elicitations",
-                        Some(&t),
-                        Some(("application/json", body)),
-                        &[],
-                    ) {
-                        Ok(r) if r.status == 201 => {
-                            acknowledged
-                                .lock()
-                                .unwrap()
-                                .insert((to.clone(), r.json()["id"].as_str().unwrap().to_string()));
-                        }
-                        _ => std::thread::sleep(Duration::from_millis(50)),
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            })
-        })
-        .collect();
+    let base = Arc::new(Mutex::new(vec![c.base.clone()]));
+    let traffic = Traffic::start(&c, &agents, &base, 4, &base);
     std::thread::sleep(Duration::from_millis(1500));
     host.restart(); // SIGKILL, then start again on the same state directory
-    *base.lock().unwrap() = host.base.clone();
+    *base.lock().unwrap() = vec![host.base.clone()];
     std::thread::sleep(Duration::from_millis(1500));
-    stop.store(true, Ordering::SeqCst);
-    writers.into_iter().for_each(|w| w.join().unwrap());
-    done.store(true, Ordering::SeqCst);
-    let acknowledged = acknowledged.lock().unwrap().clone();
+    let results = traffic.finish();
+    let acknowledged: usize = results.iter().map(|(_, _, mine)| mine.len()).sum();
     assert!(
-        acknowledged.len() > 20,
+        acknowledged > 20,
         "writers made progress before and after the kill"
     );
-    for (a, r) in agents.iter().zip(readers) {
-        let (events, connections) = r.join().unwrap();
-        assert!(connections >= 2, "{a} reconnected after the kill");
-        let mine: BTreeSet<String> = acknowledged
-            .iter()
-            .filter(|(to, _)| to == a)
-            .map(|(_, id)| id.clone())
-            .collect();
-        check_exactly_once_in_order(&events, &mine, false);
+    for (a, f, mine) in results {
+        assert!(f.connections >= 2, "{a} reconnected after the kill");
+        check_exactly_once_in_order(&f.events, &mine, false);
     }
 }
 
@@ -415,7 +221,7 @@ fn with_one_events_instance_every_stream_is_held_and_served_by_it() {
     assert!(stats["components"]["events"]["requests"].as_u64() >= Some(24));
     for ((b, _), s) in peers.iter().zip(&streams) {
         let id = c.ask(&ta, b, json!({}));
-        assert_eq!(expect_event(s, "elicitation.created", &id).seq(), 1);
+        assert_eq!(s.expect_event("elicitation.created", &id).seq(), 1);
     }
     let after = c.get("/.well-known/spin/stats", None).expect(200);
     let read = |v: &Value| v["keyValue"]["keysRead"].as_u64().unwrap_or(0);

@@ -1,10 +1,18 @@
 //! The one test-client helper of the end-to-end tests: builds the components and `spin-local` once,
 //! starts the host on port 0 against a temporary state directory, and talks to it over real HTTP.
+//! [`cluster`] runs several hosts on one Redis behind a load balancer; [`follow`] reads a stream
+//! across reconnections as an EventSource client does.
+
+mod cluster;
+mod follow;
+
+pub use cluster::{Balancer, Cluster};
+pub use follow::{Followed, Traffic, check_exactly_once_in_order, follow};
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -38,24 +46,37 @@ pub const COMPONENTS: [&str; 6] = [
     "probe",
 ];
 
-fn newest_mtime(dir: &Path) -> std::time::SystemTime {
-    let mut newest = std::time::SystemTime::UNIX_EPOCH;
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return newest;
+/// Why `artifact` is not built from this checkout's current sources, if it is not: cargo's
+/// dep-info file beside it (`<name>.d`) lists every source file the build read, and each of those
+/// in this checkout must be older than the artifact. A build from another checkout (a shared
+/// target directory) lists none of this checkout's files, so it does not count either.
+fn stale(artifact: &Path) -> Option<String> {
+    let built = match std::fs::metadata(artifact).and_then(|m| m.modified()) {
+        Ok(t) => t,
+        Err(_) => return Some("it is missing".into()),
     };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let t = if path.is_dir() {
-            newest_mtime(&path)
-        } else {
-            entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .unwrap_or(newest)
-        };
-        newest = newest.max(t);
+    let info = artifact.with_extension("d");
+    let Ok(text) = std::fs::read_to_string(&info) else {
+        return Some(format!("{} is missing", info.display()));
+    };
+    let root = repo();
+    let sources: Vec<&Path> = text
+        .split_once(": ")
+        .map_or("", |(_, deps)| deps)
+        .split_whitespace()
+        .map(Path::new)
+        .filter(|p| p.starts_with(&root))
+        .collect();
+    if sources.is_empty() {
+        return Some(format!(
+            "it was built from another checkout than {}",
+            root.display()
+        ));
     }
-    newest
+    sources.into_iter().find_map(|p| {
+        let t = std::fs::metadata(p).and_then(|m| m.modified());
+        (t.map_or(true, |t| t > built)).then(|| format!("{} is newer", p.display()))
+    })
 }
 
 /// Checks that `scripts/test` (or the same cargo commands) built `spin-local` and every component
@@ -64,23 +85,19 @@ fn newest_mtime(dir: &Path) -> std::time::SystemTime {
 pub fn ensure_built() {
     static CHECKED: OnceLock<()> = OnceLock::new();
     CHECKED.get_or_init(|| {
-        let newest = |dirs: &[&str]| dirs.iter().map(|d| newest_mtime(&repo().join(d))).max();
-        let mut artifacts = vec![(target_dir().join("release/spin-local"), newest(&["crates/spin-local/src", "wit"]))];
-        for c in COMPONENTS {
-            let sources = if c == "probe" {
-                newest(&["tests/probe/src"])
-            } else {
-                newest(&[&format!("components/{c}/src"), "crates/elicitation/src"])
-            };
-            artifacts.push((target_dir().join(format!("wasm32-wasip2/release/{c}.wasm")), sources));
-        }
-        for (artifact, sources) in artifacts {
-            let built = std::fs::metadata(&artifact).and_then(|m| m.modified());
-            assert!(
-                built.as_ref().is_ok_and(|t| Some(*t) >= sources),
-                "{} is missing or older than its sources: run the tests with scripts/test, which builds first",
-                artifact.display()
-            );
+        let artifacts = std::iter::once(target_dir().join("release/spin-local")).chain(
+            COMPONENTS
+                .iter()
+                .map(|c| target_dir().join(format!("wasm32-wasip2/release/{c}.wasm"))),
+        );
+        for artifact in artifacts {
+            if let Some(why) = stale(&artifact) {
+                panic!(
+                    "{} is not built from the current sources ({why}): run the tests with \
+                     scripts/test, which builds first",
+                    artifact.display()
+                );
+            }
         }
     });
 }
@@ -89,6 +106,35 @@ pub fn ensure_built() {
 /// (`scripts/test` runs the suite once on each backend); otherwise the embedded SQLite.
 pub fn on_redis() -> bool {
     std::env::var("E2E_BACKEND").is_ok_and(|b| b == "redis")
+}
+
+/// Starts `command` (a shell command line) in the background with a shell beside it that holds a
+/// pipe from this process and kills the command (SIGKILL) when the pipe closes: when the keeper is
+/// killed, and when the test process exits however it exits. Returns the keeper and the command's
+/// pid.
+pub fn kept(command: &str) -> (Child, u32) {
+    let script = format!("{command} & echo $!; cat >/dev/null; kill -9 $! 2>/dev/null");
+    let mut keeper = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
+    let mut line = String::new();
+    BufReader::new(keeper.stdout.take().expect("piped"))
+        .read_line(&mut line)
+        .expect("the command's pid");
+    let pid = line.trim().parse().expect("the command's pid");
+    (keeper, pid)
+}
+
+/// A free port on 127.0.0.1 (free when this returns; the caller binds it soon after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 /// A `redis-server` of the tests' own, on a free loopback port, with its data in `dir` and every
@@ -106,11 +152,7 @@ pub struct Redis {
 impl Redis {
     /// Starts a server on a free port with its data in `dir`.
     pub fn start(dir: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        Self::on(dir, port)
+        Self::on(dir, free_port())
     }
 
     fn on(dir: &Path, port: u16) -> Self {
@@ -119,23 +161,11 @@ impl Redis {
             Path::new(bin).exists(),
             "{bin} is missing: install Debian's redis-server (.ci/run does)"
         );
-        let script = format!(
+        let (keeper, pid) = kept(&format!(
             "{bin} --port {port} --bind 127.0.0.1 --dir '{}' --save '' --appendonly yes \
-             --appendfsync always --logfile redis.log & echo $!; cat >/dev/null; kill -9 $! 2>/dev/null",
+             --appendfsync always --logfile redis.log",
             dir.display()
-        );
-        let mut keeper = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start redis-server");
-        let mut line = String::new();
-        BufReader::new(keeper.stdout.take().expect("piped"))
-            .read_line(&mut line)
-            .expect("the server's pid");
-        let pid = line.trim().parse().expect("the server's pid");
+        ));
         let ready = eventually(Duration::from_secs(20), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).ok()
         });
@@ -161,6 +191,31 @@ impl Redis {
         let next = Self::on(&self.dir, self.port);
         let old = std::mem::replace(self, next);
         drop(old);
+    }
+
+    /// Runs one command with `redis-cli` (installed with Debian's redis-server); returns its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Commands the server has executed since it started (`INFO commandstats`, all commands).
+    pub fn commands(&self) -> u64 {
+        self.cli(&["INFO", "commandstats"])
+            .lines()
+            .filter_map(|l| {
+                l.split_once("calls=")?
+                    .1
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
     }
 
     /// Spin's runtime configuration that puts the `default` store here.
@@ -230,13 +285,46 @@ impl Host {
         });
         let mut host = Self::spawn(manifest, &state_dir, extra);
         host.redis = redis;
-        // E2E_KEEP_STATE=1 keeps every host's state directory (logs, store) for a post-mortem.
-        if std::env::var_os("E2E_KEEP_STATE").is_some() {
-            eprintln!("state of {} kept in {}", host.base, temp.keep().display());
-        } else {
-            host._temp = Some(temp);
-        }
+        host.own_state(temp);
         host
+    }
+
+    /// A node of a deployment of several: the application with its store in `redis`, which other
+    /// nodes share, on a state directory of its own, each stream-serving component as one instance
+    /// as `scripts/serve` runs them, with extra `spin-local up` arguments.
+    pub fn node(redis: &Redis, extra: &[&str]) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let config = temp.path().join("runtime-config.toml");
+        std::fs::write(&config, redis.runtime_config()).expect("runtime config");
+        let mut args: Vec<String> = [
+            "--component-concurrent-reuse",
+            "events=4096",
+            "--component-max-instances",
+            "events=1",
+            "--component-concurrent-reuse",
+            "subscribe=4096",
+            "--component-max-instances",
+            "subscribe=1",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect();
+        args.push("--runtime-config-file".into());
+        args.push(config.display().to_string());
+        let mut host = Self::spawn(&repo().join("spin.toml"), temp.path(), args);
+        host.own_state(temp);
+        host
+    }
+
+    /// Removes the state directory with the host, unless E2E_KEEP_STATE=1 asks to keep every host's
+    /// state directory (logs, store) for a post-mortem.
+    fn own_state(&mut self, temp: tempfile::TempDir) {
+        if std::env::var_os("E2E_KEEP_STATE").is_some() {
+            eprintln!("state of {} kept in {}", self.base, temp.keep().display());
+        } else {
+            self._temp = Some(temp);
+        }
     }
 
     fn spawn(manifest: &Path, state_dir: &Path, extra: Vec<String>) -> Self {
@@ -300,10 +388,15 @@ impl Host {
         }
     }
 
-    /// Kills the host (SIGKILL) and starts it again on the same state directory (new port).
-    pub fn restart(&mut self) {
+    /// Kills the host (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Kills the host (SIGKILL) and starts it again on the same state directory (new port).
+    pub fn restart(&mut self) {
+        self.kill();
         let temp = self._temp.take();
         let redis = self.redis.take();
         let next = Self::spawn(&self.manifest, &self.state_dir, self.extra.clone());
@@ -593,6 +686,7 @@ impl SseEvent {
 /// An open event stream, read by the `eventsource-stream` SSE parser on a background thread.
 pub struct Sse {
     rx: std::sync::mpsc::Receiver<SseMsg>,
+    retry: Arc<Mutex<Option<Duration>>>,
 }
 
 impl Sse {
@@ -608,6 +702,8 @@ impl Sse {
         let token = token.to_string();
         let last = last_event_id.map(str::to_string);
         let (tx, rx) = std::sync::mpsc::channel();
+        let retry = Arc::new(Mutex::new(None));
+        let hint = retry.clone();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -630,7 +726,22 @@ impl Sse {
                 if tx.send(SseMsg::Status(resp.status().as_u16())).is_err() {
                     return;
                 }
-                let mut events = resp.bytes_stream().eventsource();
+                // The parser drops a frame that has no data, and with it a `retry:` hint sent
+                // alone (as before a planned end), so the hints are also picked from the lines.
+                let mut partial = String::new();
+                let bytes = resp.bytes_stream().inspect(move |chunk| {
+                    let Ok(chunk) = chunk else { return };
+                    partial.push_str(&String::from_utf8_lossy(chunk));
+                    while let Some(end) = partial.find('\n') {
+                        let line: String = partial.drain(..=end).collect();
+                        if let Some(ms) = line.strip_prefix("retry:")
+                            && let Ok(ms) = ms.trim().parse::<u64>()
+                        {
+                            *hint.lock().unwrap() = Some(Duration::from_millis(ms));
+                        }
+                    }
+                });
+                let mut events = bytes.eventsource();
                 while let Some(item) = events.next().await {
                     let Ok(e) = item else { break };
                     let msg = SseMsg::Event(SseEvent {
@@ -646,7 +757,12 @@ impl Sse {
                 let _ = tx.send(SseMsg::Closed);
             });
         });
-        Self { rx }
+        Self { rx, retry }
+    }
+
+    /// The last `retry:` hint the stream sent, if any.
+    pub fn retry(&self) -> Option<Duration> {
+        *self.retry.lock().unwrap()
     }
 
     /// The next message, or `None` after `timeout`.
@@ -668,6 +784,21 @@ impl Sse {
         assert!(ready.retry.is_some(), "the opening carries a retry hint");
         assert_eq!(ready.json()["cursor"].as_i64(), Some(ready.seq()));
         ready.seq()
+    }
+
+    /// Asserts that the next event, within 10 s, is the `kind` event of elicitation `id`, with
+    /// the same type and sequence in its data as in its frame; returns it.
+    #[track_caller]
+    pub fn expect_event(&self, kind: &str, id: &str) -> SseEvent {
+        let e = self
+            .next_event(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("no {kind} event for {id}"));
+        assert_eq!(e.event, kind, "{e:?}");
+        let data = e.json();
+        assert_eq!(data["elicitation"]["id"], id, "{e:?}");
+        assert_eq!(data["type"], kind);
+        assert_eq!(data["sequence"].as_i64(), Some(e.seq()));
+        e
     }
 
     /// The next event (skipping nothing), or `None` if the stream ended or `timeout` passed.
