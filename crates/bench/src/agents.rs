@@ -586,8 +586,12 @@ fn parse_time(s: &str) -> Option<SystemTime> {
 pub struct Ctx {
     /// How the agents talk to the server.
     pub mode: Mode,
-    /// The server's base URL.
+    /// The server's base URL (the first node's).
     pub base: String,
+    /// Every node's base URL (one, unless the app is scaled out): agent `i` streams, polls and
+    /// answers on node `i mod n`, and a create to agent `i` goes to node `i + 1 mod n`, so with
+    /// several nodes it never goes to the node that holds its addressee's stream.
+    pub nodes: Vec<String>,
     /// One connection pool for all agents.
     pub http: reqwest::Client,
     /// What they observe.
@@ -604,6 +608,16 @@ pub fn agent_id(i: usize) -> String {
 }
 
 impl Ctx {
+    /// The node agent `i` holds its stream on, polls and answers.
+    fn node(&self, i: usize) -> &str {
+        &self.nodes[i % self.nodes.len()]
+    }
+
+    /// The node a create to agent `to` is sent to.
+    fn node_for_create(&self, to: usize) -> &str {
+        &self.nodes[(to + 1) % self.nodes.len()]
+    }
+
     /// Sends request `key` from `from` to `to` (expiring after `ttl` seconds if given); returns
     /// whether the server accepted it.
     pub async fn create(&self, key: u64, from: usize, to: usize, ttl: Option<u64>) -> bool {
@@ -630,7 +644,7 @@ impl Ctx {
                     body["ttlSeconds"] = json!(ttl);
                 }
                 self.http
-                    .post(format!("{}/v1/elicitations", self.base))
+                    .post(format!("{}/v1/elicitations", self.node_for_create(to)))
                     .bearer_auth(&self.tokens[from])
                     .json(&body)
                     .timeout(REQUEST_TIMEOUT)
@@ -689,7 +703,7 @@ impl Ctx {
     pub async fn look(&self, from: usize, id: &str) {
         let r = self
             .http
-            .get(format!("{}/v1/elicitations/{id}", self.base))
+            .get(format!("{}/v1/elicitations/{id}", self.node(from)))
             .bearer_auth(&self.tokens[from])
             .timeout(REQUEST_TIMEOUT)
             .send()
@@ -708,7 +722,7 @@ impl Ctx {
         loop {
             let mut url = format!(
                 "{}/v1/agents/{}/elicitations?role=inbox&status=pending&limit=100",
-                self.base,
+                self.node(me),
                 agent_id(me)
             );
             if let Some(c) = &cursor {
@@ -806,7 +820,7 @@ impl Ctx {
                     self.http
                         .post(format!(
                             "{}/v1/elicitations/{}/response",
-                            self.base,
+                            self.node(me),
                             id.as_deref().unwrap_or_default()
                         ))
                         .bearer_auth(&self.tokens[me])
@@ -849,7 +863,7 @@ impl Ctx {
                     .http
                     .get(format!(
                         "{}/v1/agents/{name}/messages?since={since}&timeout=25",
-                        self.base
+                        self.node(me)
                     ))
                     .bearer_auth(&self.tokens[me])
                     .timeout(REQUEST_TIMEOUT + Duration::from_secs(25))
@@ -897,7 +911,7 @@ impl Ctx {
         loop {
             let url = match self.mode {
                 Mode::Floor => format!("{}/sub/{name}", self.base),
-                _ => format!("{}/v1/agents/{name}/events", self.base),
+                _ => format!("{}/v1/agents/{name}/events", self.node(me)),
             };
             let mut req = self.http.get(url).bearer_auth(&self.tokens[me]);
             if let Some(id) = &last {

@@ -1,7 +1,8 @@
 //! `lighthouse-bench` — measures delivery over real HTTP through the real components.
 //!
-//! Eight scenarios ([`scenarios`]): single pair, scaling, saturation, burst, timeout cascade, store
-//! contention, sustained load and failure recovery. Each runs, in the same invocation and with the same
+//! Nine scenarios ([`scenarios`]): single pair, scaling, saturation, burst, timeout cascade, store
+//! contention, sustained load, failure recovery and scale-out (the app on `--nodes` hosts sharing
+//! one Redis, streams spread over them, creates sent to another node than their addressee's). Each runs, in the same invocation and with the same
 //! parameters, up to three modes:
 //! - **push**: every agent holds its SSE stream (`/v1/agents/:agent/events`) on `spin-local`;
 //! - **poll**: every agent loops on the legacy `wait_for_messages` route (the seed's 1 s polling);
@@ -68,7 +69,7 @@ enum Command {
 
 /// Every scenario, in the order they run.
 const ALL_SCENARIOS: &str =
-    "single-pair,scaling,saturation,burst,timeout-cascade,contention,sustained,recovery";
+    "single-pair,scaling,saturation,burst,timeout-cascade,contention,sustained,recovery,scale-out";
 
 /// What to run.
 #[derive(clap::Args, Clone)]
@@ -122,6 +123,10 @@ pub struct RunArgs {
     /// Seconds over which idle CPU is sampled (all streams open, no traffic).
     #[arg(long, default_value_t = 5.0)]
     pub idle_seconds: f64,
+    /// Scale-out: the numbers of app nodes (hosts on one Redis) to run the largest `--agents`
+    /// count over (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    pub nodes: Vec<usize>,
     /// Modes to run (comma-separated: push, poll, floor).
     #[arg(long, value_delimiter = ',', default_value = "push,poll,floor")]
     pub modes: Vec<String>,
@@ -227,6 +232,7 @@ async fn run(args: &RunArgs) -> anyhow::Result<Vec<scenarios::RunResult>> {
             "contention" => scenarios::contention(args).await,
             "sustained" => scenarios::sustained(args).await,
             "recovery" => scenarios::recovery(args).await,
+            "scale-out" => scenarios::scale_out(args).await,
             other => anyhow::bail!("unknown scenario {other:?} (one of {ALL_SCENARIOS})"),
         };
         results.extend(rows.map_err(|e| anyhow::anyhow!("{name}: {e:#}"))?);

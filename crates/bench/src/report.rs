@@ -92,7 +92,7 @@ fn mib(b: u64) -> f64 {
     b as f64 / 1048576.0
 }
 
-const SCENARIOS: [(&str, &str); 8] = [
+const SCENARIOS: [(&str, &str); 9] = [
     (
         "single-pair",
         "1. Single pair — sequential elicitations between two agents, each sent when the previous answer arrived",
@@ -124,6 +124,10 @@ const SCENARIOS: [(&str, &str); 8] = [
     (
         "recovery",
         "7. Failure recovery — `kill -9` of the host half-way while creates keep coming, restart on the same address and store, clients resume on their own",
+    ),
+    (
+        "scale-out",
+        "8. Scale-out — the app on 1, 2, 3 hosts (nodes) sharing one Redis, all on this machine's cores; agent k streams from node k mod n and every create to it is sent to another node",
     ),
 ];
 
@@ -253,6 +257,7 @@ pub fn write(args: &RunArgs, results: &[RunResult], ticks: &str) -> anyhow::Resu
             "timeout-cascade" => timeout_extra(w, &rows),
             "sustained" => sustained_extra(w, &rows),
             "recovery" => recovery_extra(w, &rows),
+            "scale-out" => scale_out_extra(w, &rows),
             _ => {}
         }
         for (scenario, file, caption) in &written_plots {
@@ -460,6 +465,41 @@ fn targets(w: &mut String, args: &RunArgs, results: &[RunResult]) {
             }),
             target: "≥ 1/8 (0.125)".into(),
             met: |v| v >= 0.125,
+        });
+    }
+    let scale_floor = find(results, "scale-out", "floor", None, None);
+    if let Some(two) = results
+        .iter()
+        .find(|r| r.scenario == "scale-out" && r.mode == "push" && r.nodes == 2)
+    {
+        let over = |p: f64, f: f64| (f > 0.0).then(|| p / f);
+        let x = |v: Option<f64>| v.map(|v| (v, times(v)));
+        let agents = two.agents;
+        rows.push(Target {
+            what: format!(
+                "Redis, 2 nodes, {agents} streams, creates on the other node: push ÷ floor, delivery p50"
+            ),
+            measured: x(scale_floor.and_then(|f| over(two.delivery.p50, f.delivery.p50))),
+            target: "≤ 12×".into(),
+            met: |v| v <= 12.0,
+        });
+        rows.push(Target {
+            what: format!(
+                "Redis, 2 nodes, {agents} streams, creates on the other node: push ÷ floor, delivery p99"
+            ),
+            measured: x(scale_floor.and_then(|f| over(two.delivery.p99, f.delivery.p99))),
+            target: "≤ 15×".into(),
+            met: |v| v <= 15.0,
+        });
+        rows.push(Target {
+            what: format!("Redis, 2 nodes, {agents} streams, idle: Redis commands/s per node"),
+            measured: two
+                .host
+                .as_ref()
+                .and_then(|h| h.redis_commands_idle)
+                .map(|v| (v / 2.0, format!("{:.0}", v / 2.0))),
+            target: "≤ 200".into(),
+            met: |v| v <= 200.0,
         });
     }
     let _ = writeln!(w, "## Targets\n");
@@ -685,6 +725,46 @@ fn scaling_extra(w: &mut String, rows: &[&RunResult]) {
                     l.reads_per_second, l.writes_per_second
                 )),
             host.map_or("–".into(), |h| h.stream_instances.to_string()),
+        );
+    }
+    let _ = writeln!(w);
+}
+
+fn scale_out_extra(w: &mut String, rows: &[&RunResult]) {
+    let _ = writeln!(
+        w,
+        "Per node (every process shares the same cores, so CPU is what each used of them):
+
+| step | Redis commands/s idle, per node | Redis commands/s under load | Redis commands per elicitation | CPU under load (% of a core), each node | CPU idle, each node | Redis CPU under load | RSS at the end, each node |
+|---|---|---|---|---|---|---|---|"
+    );
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|c| format!("{c:.0}"))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    for r in rows.iter().filter(|r| r.nodes > 0) {
+        let redis = r.host.as_ref().and_then(|h| h.redis.as_ref());
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.label,
+            r.host
+                .as_ref()
+                .and_then(|h| h.redis_commands_idle)
+                .map_or("–".into(), |v| format!("{:.0}", v / r.nodes as f64)),
+            redis.map_or("–".into(), |l| format!("{:.0}", l.per_second)),
+            redis.map_or("–".into(), |l| format!("{:.1}", l.per_elicitation)),
+            list(&r.node_cpu_percent),
+            list(&r.node_idle_cpu_percent),
+            r.store_cpu_percent
+                .map_or("–".into(), |c| format!("{c:.0}")),
+            r.node_rss
+                .iter()
+                .map(|b| format!("{:.0} MiB", mib(*b)))
+                .collect::<Vec<_>>()
+                .join(" / "),
         );
     }
     let _ = writeln!(w);

@@ -183,6 +183,14 @@ pub struct RunResult {
     pub recovery: Option<Recovery>,
     /// The ramp that found the saturating rate (saturation).
     pub ramp: Vec<RampStep>,
+    /// Hosts serving the app (scale-out; 1 elsewhere, 0 for the floor).
+    pub nodes: usize,
+    /// Each node's CPU from the start of sending until everything settled, percent of one core.
+    pub node_cpu_percent: Vec<f64>,
+    /// Each node's CPU with every agent connected and no traffic, percent of one core.
+    pub node_idle_cpu_percent: Vec<f64>,
+    /// Each node's RSS at the end, bytes.
+    pub node_rss: Vec<u64>,
 }
 
 impl RunResult {
@@ -296,8 +304,22 @@ impl Session {
         agents: usize,
         silent: HashSet<usize>,
     ) -> anyhow::Result<Self> {
+        Self::open_on(args, variant, agents, silent, 1).await
+    }
+
+    /// As [`open`](Self::open), the app on `nodes` hosts sharing its Redis.
+    async fn open_on(
+        args: &RunArgs,
+        variant: Variant,
+        agents: usize,
+        silent: HashSet<usize>,
+        nodes: usize,
+    ) -> anyhow::Result<Self> {
         let mode = variant.mode;
-        let server = Server::start(args, mode, variant.backend).await?;
+        let mut server = Server::start(args, mode, variant.backend).await?;
+        if nodes > 1 {
+            server.add_nodes(args, nodes - 1).await?;
+        }
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(4096)
             .tcp_nodelay(true)
@@ -312,6 +334,7 @@ impl Session {
         let ctx = Arc::new(Ctx {
             mode,
             base: server.base.clone(),
+            nodes: server.bases(),
             http,
             metrics: Arc::new(Metrics::default()),
             tokens,
@@ -544,6 +567,7 @@ struct Step {
     recovery: Option<Recovery>,
     outage_errors: BTreeMap<String, u64>,
     ramp: Vec<RampStep>,
+    node_idle_cpu_percent: Vec<f64>,
 }
 
 impl Step {
@@ -564,6 +588,7 @@ impl Step {
             recovery: None,
             outage_errors: BTreeMap::new(),
             ramp: Vec::new(),
+            node_idle_cpu_percent: Vec::new(),
         }
     }
 }
@@ -579,6 +604,7 @@ struct Mark {
     gaps: u64,
     resets: u64,
     cpu: f64,
+    node_cpu: Vec<f64>,
     store_cpu: Option<f64>,
     client_cpu: f64,
     sample: HostSample,
@@ -598,6 +624,7 @@ impl Mark {
             gaps: s.metrics().gaps(),
             resets: s.metrics().resets(),
             cpu: s.server.cpu_seconds(),
+            node_cpu: s.server.node_cpu_seconds(),
             store_cpu: s.server.redis_cpu_seconds(),
             client_cpu: proc_stats::own_cpu_seconds(),
             sample,
@@ -697,6 +724,20 @@ async fn finish(s: &Session, mark: &Mark, step: Step) -> RunResult {
         rss_series: step.rss_series,
         recovery: step.recovery,
         ramp: step.ramp,
+        nodes: if s.variant.mode == Mode::Floor {
+            0
+        } else {
+            1 + s.server.nodes.len()
+        },
+        node_cpu_percent: s
+            .server
+            .node_cpu_seconds()
+            .iter()
+            .zip(&mark.node_cpu)
+            .map(|(now, then)| percent(*now, *then))
+            .collect(),
+        node_idle_cpu_percent: step.node_idle_cpu_percent,
+        node_rss: s.server.node_rss(),
     }
 }
 
@@ -876,34 +917,89 @@ pub async fn scaling(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
             let mut s = Session::open(args, v, n, HashSet::new()).await?;
             let progress =
                 Progress::start(format!("scaling {n}, {}", v.name()), s.ctx.metrics.clone());
-            let connect = s.connect(0..n).await?;
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let idle0 = s.sample().await;
-            let mut pids = vec![s.server.pid];
-            pids.extend(s.server.redis.as_ref().map(|r| r.pid));
-            let idle_cpu =
-                proc_stats::cpu_percent_over(&pids, Duration::from_secs_f64(args.idle_seconds))
-                    .await;
-            let idle1 = s.sample().await;
-            let rss_connected = s.server.rss();
-            let mark = Mark::now(&s).await;
-            let total = (args.rate * args.duration).round() as u64;
-            let seconds = paced(&s.ctx, 0, total, args.rate, None, round_robin(n), None).await;
-            s.settle(SETTLE).await;
+            let r = steady(
+                &mut s,
+                args,
+                n,
+                Step::new("scaling", format!("{n} agents"), n, 0),
+            )
+            .await?;
             drop(progress);
-            let mut step = Step::new("scaling", format!("{n} agents"), n, 0);
-            step.offered_rate = Some(args.rate);
-            step.seconds = seconds;
-            step.connect_seconds = connect;
-            step.idle_cpu_percent = Some(idle_cpu[0].unwrap_or(-1.0));
-            step.idle_store_cpu_percent = idle_cpu.get(1).copied().flatten();
-            step.idle = (v.mode != Mode::Floor).then_some((idle0, idle1));
-            step.rss_connected = rss_connected;
-            let r = finish(&s, &mark, step).await;
             say(&r);
             rows.push(r);
             s.stop();
         }
+    }
+    Ok(rows)
+}
+
+/// Connects `n` agents of `s`, measures every node's idle cost, then offers `--rate` creates per
+/// second for `--duration`, agent k asking agent k+1, and waits until everything settled: the row
+/// of `step`.
+async fn steady(
+    s: &mut Session,
+    args: &RunArgs,
+    n: usize,
+    mut step: Step,
+) -> anyhow::Result<RunResult> {
+    let connect = s.connect(0..n).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle0 = s.sample().await;
+    let mut pids = s.server.pids();
+    let nodes = pids.len();
+    pids.extend(s.server.redis.as_ref().map(|r| r.pid));
+    let idle_cpu =
+        proc_stats::cpu_percent_over(&pids, Duration::from_secs_f64(args.idle_seconds)).await;
+    let idle1 = s.sample().await;
+    let rss_connected = s.server.rss();
+    let mark = Mark::now(s).await;
+    let total = (args.rate * args.duration).round() as u64;
+    let seconds = paced(&s.ctx, 0, total, args.rate, None, round_robin(n), None).await;
+    s.settle(SETTLE).await;
+    step.offered_rate = Some(args.rate);
+    step.seconds = seconds;
+    step.connect_seconds = connect;
+    let node_idle: Option<Vec<f64>> = idle_cpu[..nodes].iter().copied().collect();
+    step.idle_cpu_percent = Some(node_idle.as_ref().map_or(-1.0, |c| c.iter().sum()));
+    step.node_idle_cpu_percent = node_idle.unwrap_or_default();
+    step.idle_store_cpu_percent = idle_cpu.get(nodes).copied().flatten();
+    step.idle = (s.variant.mode != Mode::Floor).then_some((idle0, idle1));
+    step.rss_connected = rss_connected;
+    Ok(finish(s, &mark, step).await)
+}
+
+/// Scale-out: the largest `--agents` count at `--rate` for `--duration`, push on Redis over each
+/// of `--nodes` hosts (agent `i` streams from node `i mod n`, creates to it go to another node),
+/// and the floor with the same load.
+pub async fn scale_out(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
+    crate::redis::check_installed()?;
+    let n = args.agents.iter().copied().max().unwrap_or(1000);
+    let push = Variant {
+        mode: Mode::Push,
+        backend: Some(Backend::Redis),
+    };
+    let mut runs: Vec<(Variant, usize)> = args.nodes.iter().map(|k| (push, (*k).max(1))).collect();
+    if args.modes.iter().any(|m| m == "floor") {
+        let floor = Variant {
+            mode: Mode::Floor,
+            backend: None,
+        };
+        runs.push((floor, 1));
+    }
+    let mut rows = Vec::new();
+    for (v, k) in runs {
+        let mut s = Session::open_on(args, v, n, HashSet::new(), k).await?;
+        let label = if v.mode == Mode::Floor {
+            format!("{n} agents")
+        } else {
+            format!("{n} agents, {k} node{}", if k == 1 { "" } else { "s" })
+        };
+        let progress = Progress::start(format!("scale-out {label}"), s.ctx.metrics.clone());
+        let r = steady(&mut s, args, n, Step::new("scale-out", label, n, 0)).await?;
+        drop(progress);
+        say(&r);
+        rows.push(r);
+        s.stop();
     }
     Ok(rows)
 }

@@ -102,6 +102,8 @@ pub struct Server {
     pub redis: Option<Redis>,
     /// CPU seconds of this server's earlier processes (killed in a recovery run).
     cpu_before: f64,
+    /// Further nodes serving the app on the same Redis ([`Server::add_nodes`], scale-out).
+    pub nodes: Vec<Server>,
 }
 
 impl Drop for Server {
@@ -237,6 +239,7 @@ impl Server {
                 runtime_config: None,
                 redis: None,
                 cpu_before: 0.0,
+                nodes: Vec::new(),
             });
         }
         let mut state = tempfile::tempdir()?;
@@ -275,7 +278,66 @@ impl Server {
             runtime_config,
             redis,
             cpu_before: 0.0,
+            nodes: Vec::new(),
         })
+    }
+
+    /// Starts `count` more hosts serving the app on this server's Redis (its runtime config),
+    /// each on a state directory of its own, as more machines would; returns when they serve.
+    pub async fn add_nodes(&mut self, args: &RunArgs, count: usize) -> anyhow::Result<()> {
+        let config = self
+            .runtime_config
+            .clone()
+            .context("nodes share one store: run them on Redis")?;
+        for _ in 0..count {
+            let state = tempfile::tempdir()?;
+            let cmd = host_command(args, state.path(), "127.0.0.1:0", Some(&config))?;
+            let (child, base, pid) = spawn(cmd).await?;
+            self.nodes.push(Self {
+                child,
+                base,
+                pid,
+                state: Some(state),
+                runtime_config: Some(config.clone()),
+                redis: None,
+                cpu_before: 0.0,
+                nodes: Vec::new(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Every node's base URL, this one's first.
+    pub fn bases(&self) -> Vec<String> {
+        std::iter::once(self.base.clone())
+            .chain(self.nodes.iter().map(|n| n.base.clone()))
+            .collect()
+    }
+
+    /// Every node's process id, this one's first.
+    pub fn pids(&self) -> Vec<u32> {
+        std::iter::once(self.pid)
+            .chain(self.nodes.iter().map(|n| n.pid))
+            .collect()
+    }
+
+    /// CPU seconds of each node so far, this one's first.
+    pub fn node_cpu_seconds(&self) -> Vec<f64> {
+        std::iter::once(self.cpu_before + proc_stats::cpu_seconds(self.pid).unwrap_or(0.0))
+            .chain(
+                self.nodes
+                    .iter()
+                    .map(|n| proc_stats::cpu_seconds(n.pid).unwrap_or(0.0)),
+            )
+            .collect()
+    }
+
+    /// Resident memory of each node now, bytes, this one's first.
+    pub fn node_rss(&self) -> Vec<u64> {
+        self.pids()
+            .into_iter()
+            .map(|p| proc_stats::rss_bytes(p).unwrap_or(0))
+            .collect()
     }
 
     /// `kill -9`, then starts the host again on the same address and state (and the same Redis,
@@ -305,14 +367,15 @@ impl Server {
         }
     }
 
-    /// Resident memory now, bytes.
+    /// Resident memory now, bytes (every node's, summed).
     pub fn rss(&self) -> u64 {
-        proc_stats::rss_bytes(self.pid).unwrap_or(0)
+        self.node_rss().iter().sum()
     }
 
-    /// CPU seconds used so far (by every process of this server, across a restart).
+    /// CPU seconds used so far (by every process of this server, across a restart, and by every
+    /// node).
     pub fn cpu_seconds(&self) -> f64 {
-        self.cpu_before + proc_stats::cpu_seconds(self.pid).unwrap_or(0.0)
+        self.node_cpu_seconds().iter().sum()
     }
 
     /// The Redis process's CPU seconds so far, if there is one.
@@ -338,33 +401,40 @@ impl Server {
             Some(r) => r.commandstats().await.ok(),
             None => None,
         };
-        let Ok(r) = http
-            .get(format!("{}/.well-known/spin/stats", self.base))
-            .send()
-            .await
-        else {
-            return HostSample {
-                redis,
-                ..HostSample::default()
-            };
+        // Every node's counters, summed.
+        let mut sample = HostSample {
+            redis,
+            ..HostSample::default()
         };
-        let v: Value = r.json().await.unwrap_or(Value::Null);
-        let mut kv = BTreeMap::new();
-        flatten("", &v["keyValue"], &mut kv);
-        HostSample {
-            at: Some(Instant::now()),
-            pid: self.pid,
-            kv,
-            stream_instances: v["components"]["events"]["instancesLive"]
+        for base in self.bases() {
+            let Ok(r) = http
+                .get(format!("{base}/.well-known/spin/stats"))
+                .send()
+                .await
+            else {
+                return HostSample {
+                    redis: sample.redis,
+                    ..HostSample::default()
+                };
+            };
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            let mut kv = BTreeMap::new();
+            flatten("", &v["keyValue"], &mut kv);
+            for (k, n) in kv {
+                *sample.kv.entry(k).or_insert(0) += n;
+            }
+            sample.stream_instances += v["components"]["events"]["instancesLive"]
                 .as_u64()
-                .unwrap_or(0),
-            started: v["components"].as_object().map_or(0, |c| {
+                .unwrap_or(0);
+            sample.started += v["components"].as_object().map_or(0, |c| {
                 c.values()
                     .map(|c| c["instancesStarted"].as_u64().unwrap_or(0))
                     .sum()
-            }),
-            redis,
+            });
         }
+        sample.at = Some(Instant::now());
+        sample.pid = self.pid;
+        sample
     }
 }
 
