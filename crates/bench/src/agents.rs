@@ -198,6 +198,10 @@ struct Inner {
     retry_at_planned_end: BTreeMap<u64, u64>,
     /// The first `retry:` of each stream that sent one, by value (ms → streams).
     retry_at_opening: BTreeMap<u64, u64>,
+    /// Agents whose stream was cut and that have not streamed since: when it was cut.
+    cut_at: HashMap<usize, Instant>,
+    /// Each cut stream's (cut, streaming again) moments.
+    reopened: Vec<(Instant, Instant)>,
 }
 
 /// Where one agent's stream (or poll) stands.
@@ -411,6 +415,25 @@ impl Metrics {
         self.with(|m| m.gaps)
     }
 
+    /// Streams cut since `since`: how many, how many of their agents have not streamed again,
+    /// and the longest time from a cut to streaming again (seconds).
+    pub fn cuts_since(&self, since: Instant) -> (u64, u64, f64) {
+        self.with(|m| {
+            let back: Vec<f64> = m
+                .reopened
+                .iter()
+                .filter(|(cut, _)| *cut >= since)
+                .map(|(cut, again)| (*again - *cut).as_secs_f64())
+                .collect();
+            let waiting = m.cut_at.values().filter(|cut| **cut >= since).count() as u64;
+            (
+                back.len() as u64 + waiting,
+                waiting,
+                back.into_iter().fold(0.0, f64::max),
+            )
+        })
+    }
+
     fn connecting(&self, me: usize) {
         self.with(|m| {
             m.streams
@@ -421,6 +444,9 @@ impl Metrics {
     fn opened(&self, me: usize) {
         let now = Instant::now();
         self.with(|m| {
+            if let Some(cut) = m.cut_at.remove(&me) {
+                m.reopened.push((cut, now));
+            }
             m.streams.insert(
                 me,
                 StreamState::Open {
@@ -500,7 +526,10 @@ impl Metrics {
             }
             h.push(summary);
             match cut {
-                Some(how) => *m.cuts.entry(how).or_default() += 1,
+                Some(how) => {
+                    *m.cuts.entry(how).or_default() += 1;
+                    m.cut_at.entry(me).or_insert_with(Instant::now);
+                }
                 None => {
                     m.planned_ends += 1;
                     *m.retry_at_planned_end.entry(retry_ms).or_default() += 1;

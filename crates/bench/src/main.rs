@@ -1,8 +1,9 @@
 //! `lighthouse-bench` — measures delivery over real HTTP through the real components.
 //!
-//! Nine scenarios ([`scenarios`]): single pair, scaling, saturation, burst, timeout cascade, store
-//! contention, sustained load, failure recovery and scale-out (the app on `--nodes` hosts sharing
-//! one Redis, streams spread over them, creates sent to another node than their addressee's). Each runs, in the same invocation and with the same
+//! Ten scenarios ([`scenarios`]): single pair, scaling, saturation, burst, timeout cascade, store
+//! contention, sustained load, failure recovery, scale-out (the app on `--nodes` hosts sharing one
+//! Redis, streams spread over them, creates sent to another node than their addressee's) and node
+//! kill (two nodes behind HAProxy, one killed half-way). Each runs, in the same invocation and with the same
 //! parameters, up to three modes:
 //! - **push**: every agent holds its SSE stream (`/v1/agents/:agent/events`) on `spin-local`;
 //! - **poll**: every agent loops on the legacy `wait_for_messages` route (the seed's 1 s polling);
@@ -68,8 +69,7 @@ enum Command {
 }
 
 /// Every scenario, in the order they run.
-const ALL_SCENARIOS: &str =
-    "single-pair,scaling,saturation,burst,timeout-cascade,contention,sustained,recovery,scale-out";
+const ALL_SCENARIOS: &str = "single-pair,scaling,saturation,burst,timeout-cascade,contention,sustained,recovery,scale-out,node-kill";
 
 /// What to run.
 #[derive(clap::Args, Clone)]
@@ -233,6 +233,7 @@ async fn run(args: &RunArgs) -> anyhow::Result<Vec<scenarios::RunResult>> {
             "sustained" => scenarios::sustained(args).await,
             "recovery" => scenarios::recovery(args).await,
             "scale-out" => scenarios::scale_out(args).await,
+            "node-kill" => scenarios::node_kill(args).await,
             other => anyhow::bail!("unknown scenario {other:?} (one of {ALL_SCENARIOS})"),
         };
         results.extend(rows.map_err(|e| anyhow::anyhow!("{name}: {e:#}"))?);

@@ -92,7 +92,7 @@ fn mib(b: u64) -> f64 {
     b as f64 / 1048576.0
 }
 
-const SCENARIOS: [(&str, &str); 9] = [
+const SCENARIOS: [(&str, &str); 10] = [
     (
         "single-pair",
         "1. Single pair — sequential elicitations between two agents, each sent when the previous answer arrived",
@@ -128,6 +128,10 @@ const SCENARIOS: [(&str, &str); 9] = [
     (
         "scale-out",
         "8. Scale-out — the app on 1, 2, 3 hosts (nodes) sharing one Redis, all on this machine's cores; agent k streams from node k mod n and every create to it is sent to another node",
+    ),
+    (
+        "node-kill",
+        "9. Node kill — two nodes on one Redis behind HAProxy (`deploy/haproxy.cfg`), every request through it; one node `kill -9`ed half-way and not brought back while creates keep coming; clients reconnect after the stream's `retry:`",
     ),
 ];
 
@@ -256,7 +260,7 @@ pub fn write(args: &RunArgs, results: &[RunResult], ticks: &str) -> anyhow::Resu
             "saturation" => saturation_extra(w, &rows),
             "timeout-cascade" => timeout_extra(w, &rows),
             "sustained" => sustained_extra(w, &rows),
-            "recovery" => recovery_extra(w, &rows),
+            "recovery" | "node-kill" => recovery_extra(w, &rows),
             "scale-out" => scale_out_extra(w, &rows),
             _ => {}
         }
@@ -500,6 +504,40 @@ fn targets(w: &mut String, args: &RunArgs, results: &[RunResult]) {
                 .map(|v| (v / 2.0, format!("{:.0}", v / 2.0))),
             target: "≤ 200".into(),
             met: |v| v <= 200.0,
+        });
+    }
+    if let Some(rec) = find(results, "node-kill", "push", Some("redis"), None)
+        .and_then(|r| r.recovery.as_ref().map(|rec| (r, rec)))
+    {
+        let (r, rec) = rec;
+        let once = rec.delivered_of_those == rec.acknowledged_before_kill && r.duplicates == 0;
+        rows.push(Target {
+            what: "Node kill through the balancer: acknowledged before the kill → delivered exactly once".into(),
+            measured: Some((
+                f64::from(u8::from(once)),
+                format!(
+                    "{} → {}, {} duplicates",
+                    rec.acknowledged_before_kill, rec.delivered_of_those, r.duplicates
+                ),
+            )),
+            target: "all, once".into(),
+            met: |v| v > 0.5,
+        });
+        rows.push(Target {
+            what: format!(
+                "Node kill: longest time from a cut stream to streaming again ({} cut, {} not back)",
+                rec.streams_cut, rec.not_streaming_again
+            ),
+            measured: Some((
+                if rec.not_streaming_again > 0 {
+                    f64::INFINITY
+                } else {
+                    rec.longest_to_stream_again
+                },
+                format!("{:.2} s", rec.longest_to_stream_again),
+            )),
+            target: "≤ 2 s".into(),
+            met: |v| v <= 2.0,
         });
     }
     let _ = writeln!(w, "## Targets\n");
@@ -866,18 +904,21 @@ fn sustained_extra(w: &mut String, rows: &[&RunResult]) {
 fn recovery_extra(w: &mut String, rows: &[&RunResult]) {
     let _ = writeln!(
         w,
-        "| mode | kill → serving again (s) | kill → first new request delivered (s) | acknowledged before the kill → delivered | failed while down (expected) |\n|---|---|---|---|---|"
+        "| mode | kill → serving again (s) | kill → first new request delivered (s) | acknowledged before the kill → delivered | streams cut → not streaming again at the end | longest cut → streaming again (s) | failed while down (expected) |\n|---|---|---|---|---|---|---|"
     );
     for r in rows {
         let Some(rec) = &r.recovery else { continue };
         let _ = writeln!(
             w,
-            "| {} | {:.2} | {:.2} | {} → {} | {} |",
+            "| {} | {:.2} | {:.2} | {} → {} | {} → {} | {:.2} | {} |",
             variant(r),
             rec.serving_after,
             rec.first_delivery_after,
             rec.acknowledged_before_kill,
             rec.delivered_of_those,
+            rec.streams_cut,
+            rec.not_streaming_again,
+            rec.longest_to_stream_again,
             if r.outage_errors.is_empty() {
                 "none".into()
             } else {

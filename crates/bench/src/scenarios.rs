@@ -38,7 +38,9 @@ use tokio::task::JoinHandle;
 use crate::RunArgs;
 use crate::agents::{Ctx, Metrics, Mode, PHASE, Percentiles, REQUEST_TIMEOUT, agent_id, cdf};
 use crate::proc_stats;
-use crate::server::{ADMIN, Backend, HostFigures, HostSample, Server, stream_max_seconds};
+use crate::server::{
+    ADMIN, Backend, Balancer, HostFigures, HostSample, Server, stream_max_seconds,
+};
 
 /// What a `kill -9` in the middle of a run cost.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -51,6 +53,12 @@ pub struct Recovery {
     pub acknowledged_before_kill: u64,
     /// How many of those reached their addressee (exactly once: duplicates count separately).
     pub delivered_of_those: u64,
+    /// Streams cut from the kill on.
+    pub streams_cut: u64,
+    /// Of those, agents not streaming again at the end.
+    pub not_streaming_again: u64,
+    /// The longest time from a cut to streaming again, seconds.
+    pub longest_to_stream_again: f64,
 }
 
 /// Elicitations per second, each count divided by the time from the first create sent to the
@@ -270,6 +278,7 @@ fn variants(
 struct Session {
     variant: Variant,
     server: Server,
+    _balancer: Option<Balancer>,
     ctx: Arc<Ctx>,
     running: HashMap<usize, (Arc<Notify>, JoinHandle<()>)>,
     rss_before: u64,
@@ -304,22 +313,29 @@ impl Session {
         agents: usize,
         silent: HashSet<usize>,
     ) -> anyhow::Result<Self> {
-        Self::open_on(args, variant, agents, silent, 1).await
+        Self::open_on(args, variant, agents, silent, 1, false).await
     }
 
-    /// As [`open`](Self::open), the app on `nodes` hosts sharing its Redis.
+    /// As [`open`](Self::open), the app on `nodes` hosts sharing its Redis; with `balanced`, the
+    /// agents reach them only through HAProxy.
     async fn open_on(
         args: &RunArgs,
         variant: Variant,
         agents: usize,
         silent: HashSet<usize>,
         nodes: usize,
+        balanced: bool,
     ) -> anyhow::Result<Self> {
         let mode = variant.mode;
         let mut server = Server::start(args, mode, variant.backend).await?;
         if nodes > 1 {
             server.add_nodes(args, nodes - 1).await?;
         }
+        let balancer = if balanced {
+            Some(Balancer::start(&server.bases()).await?)
+        } else {
+            None
+        };
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(4096)
             .tcp_nodelay(true)
@@ -334,7 +350,10 @@ impl Session {
         let ctx = Arc::new(Ctx {
             mode,
             base: server.base.clone(),
-            nodes: server.bases(),
+            nodes: match &balancer {
+                Some(b) => vec![b.base.clone()],
+                None => server.bases(),
+            },
             http,
             metrics: Arc::new(Metrics::default()),
             tokens,
@@ -343,6 +362,7 @@ impl Session {
         Ok(Self {
             variant,
             server,
+            _balancer: balancer,
             ctx,
             running: HashMap::new(),
             rss_before,
@@ -988,7 +1008,7 @@ pub async fn scale_out(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
     }
     let mut rows = Vec::new();
     for (v, k) in runs {
-        let mut s = Session::open_on(args, v, n, HashSet::new(), k).await?;
+        let mut s = Session::open_on(args, v, n, HashSet::new(), k, false).await?;
         let label = if v.mode == Mode::Floor {
             format!("{n} agents")
         } else {
@@ -1356,72 +1376,134 @@ pub async fn sustained(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
 ///    state. Clients reconnect on their own (push: with their last event id); creates sent while it
 ///    is down fail and are counted as outage errors, not as losses.
 pub async fn recovery(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
-    let n = if args.quick { 10 } else { 100 };
-    let rate = if args.quick { 20.0 } else { 100.0 };
     let mut rows = Vec::new();
     for v in variants(args, false, false)? {
-        let mut s = Session::open(args, v, n, HashSet::new()).await?;
-        let progress = Progress::start(format!("recovery, {}", v.name()), s.ctx.metrics.clone());
-        let connect = s.connect(0..n).await?;
-        let mark = Mark::now(&s).await;
-        // Creates keep coming at `rate` until `phase_seconds / 2` after the restart.
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ctx, stopped) = (s.ctx.clone(), stop.clone());
-        let sender = tokio::spawn(async move {
-            paced(
-                &ctx,
-                0,
-                u64::MAX,
-                rate,
-                None,
-                round_robin(n),
-                Some(&stopped),
-            )
-            .await
-        });
-        tokio::time::sleep(Duration::from_secs_f64(args.phase_seconds / 2.0)).await;
-        let errors_before = s.metrics().errors();
-        let acknowledged = s.metrics().accepted_keys();
-        let killed = Instant::now();
-        s.server.crash_and_restart(args).await?;
-        let serving_after = killed.elapsed().as_secs_f64();
-        // The first create accepted after the restart, and when it reached its addressee.
-        let mut first_delivery_after = f64::NAN;
-        let until = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < until {
-            let fresh: HashSet<u64> = s
-                .metrics()
-                .accepted_keys()
-                .difference(&acknowledged)
-                .copied()
-                .collect();
-            if s.metrics().delivered_among(&fresh) > 0 {
-                first_delivery_after = killed.elapsed().as_secs_f64();
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        let outage_errors = minus(&s.metrics().errors(), &errors_before);
-        tokio::time::sleep(Duration::from_secs_f64(args.phase_seconds / 2.0)).await;
-        stop.store(true, Ordering::Relaxed);
-        let seconds = sender.await.unwrap_or(0.0);
-        s.settle(SETTLE).await;
-        drop(progress);
-        let mut step = Step::new("recovery", format!("{n} agents, kill -9 half-way"), n, 0);
-        step.seconds = seconds;
-        step.connect_seconds = connect;
-        step.rss_connected = s.server.rss();
-        step.outage_errors = outage_errors;
-        step.recovery = Some(Recovery {
-            serving_after,
-            first_delivery_after,
-            acknowledged_before_kill: acknowledged.len() as u64,
-            delivered_of_those: s.metrics().delivered_among(&acknowledged),
-        });
-        let r = finish(&s, &mark, step).await;
-        say(&r);
-        rows.push(r);
-        s.stop();
+        rows.push(kill_half_way(args, v, Kill::Host).await?);
     }
     Ok(rows)
+}
+
+/// Node kill: the app on two nodes over one Redis behind HAProxy (`deploy/haproxy.cfg`), the
+/// agents reaching them only through it; one node is killed (`kill -9`) half-way and not brought
+/// back, while creates keep coming.
+pub async fn node_kill(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
+    crate::redis::check_installed()?;
+    let push = Variant {
+        mode: Mode::Push,
+        backend: Some(Backend::Redis),
+    };
+    Ok(vec![kill_half_way(args, push, Kill::Node).await?])
+}
+
+/// What [`kill_half_way`] kills.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kill {
+    /// The one host, restarted at once on the same address and store.
+    Host,
+    /// One of two nodes behind the balancer, for good.
+    Node,
+}
+
+/// Agents at a steady rate, `kill` half-way while creates keep coming, and what it cost.
+async fn kill_half_way(args: &RunArgs, v: Variant, kill: Kill) -> anyhow::Result<RunResult> {
+    let n = if args.quick { 10 } else { 100 };
+    let rate = if args.quick { 20.0 } else { 100.0 };
+    let mut s = match kill {
+        Kill::Host => Session::open(args, v, n, HashSet::new()).await?,
+        Kill::Node => Session::open_on(args, v, n, HashSet::new(), 2, true).await?,
+    };
+    let (scenario, label) = match kill {
+        Kill::Host => ("recovery", format!("{n} agents, kill -9 half-way")),
+        Kill::Node => (
+            "node-kill",
+            format!("{n} agents, 2 nodes behind HAProxy, one killed (-9) half-way"),
+        ),
+    };
+    let progress = Progress::start(format!("{scenario}, {}", v.name()), s.ctx.metrics.clone());
+    let connect = s.connect(0..n).await?;
+    let mark = Mark::now(&s).await;
+    // Creates keep coming at `rate` until `phase_seconds / 2` after the kill.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ctx, stopped) = (s.ctx.clone(), stop.clone());
+    let sender = tokio::spawn(async move {
+        paced(
+            &ctx,
+            0,
+            u64::MAX,
+            rate,
+            None,
+            round_robin(n),
+            Some(&stopped),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_secs_f64(args.phase_seconds / 2.0)).await;
+    let errors_before = s.metrics().errors();
+    let acknowledged = s.metrics().accepted_keys();
+    let killed = Instant::now();
+    match kill {
+        Kill::Host => s.server.crash_and_restart(args).await?,
+        Kill::Node => {
+            s.server.nodes[0].kill().await?;
+            // Served again: a request through the balancer is answered.
+            let url = format!("{}/.well-known/spin/stats", s.ctx.nodes[0]);
+            while !s
+                .ctx
+                .http
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                anyhow::ensure!(
+                    killed.elapsed() < Duration::from_secs(30),
+                    "the balancer stopped answering"
+                );
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    }
+    let serving_after = killed.elapsed().as_secs_f64();
+    // The first create accepted after the kill, and when it reached its addressee.
+    let mut first_delivery_after = f64::NAN;
+    let until = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < until {
+        let fresh: HashSet<u64> = s
+            .metrics()
+            .accepted_keys()
+            .difference(&acknowledged)
+            .copied()
+            .collect();
+        if s.metrics().delivered_among(&fresh) > 0 {
+            first_delivery_after = killed.elapsed().as_secs_f64();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let outage_errors = minus(&s.metrics().errors(), &errors_before);
+    tokio::time::sleep(Duration::from_secs_f64(args.phase_seconds / 2.0)).await;
+    stop.store(true, Ordering::Relaxed);
+    let seconds = sender.await.unwrap_or(0.0);
+    s.settle(SETTLE).await;
+    drop(progress);
+    let mut step = Step::new(scenario, label, n, 0);
+    step.seconds = seconds;
+    step.connect_seconds = connect;
+    step.rss_connected = s.server.rss();
+    step.outage_errors = outage_errors;
+    let (streams_cut, not_streaming_again, longest_to_stream_again) =
+        s.metrics().cuts_since(killed);
+    step.recovery = Some(Recovery {
+        serving_after,
+        first_delivery_after,
+        acknowledged_before_kill: acknowledged.len() as u64,
+        delivered_of_those: s.metrics().delivered_among(&acknowledged),
+        streams_cut,
+        not_streaming_again,
+        longest_to_stream_again,
+    });
+    let r = finish(&s, &mark, step).await;
+    say(&r);
+    s.stop();
+    Ok(r)
 }

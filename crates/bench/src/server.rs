@@ -307,6 +307,13 @@ impl Server {
         Ok(())
     }
 
+    /// Kills this host (SIGKILL) for good, as a machine that dies.
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.start_kill()?;
+        let _ = self.child.wait().await;
+        Ok(())
+    }
+
     /// Every node's base URL, this one's first.
     pub fn bases(&self) -> Vec<String> {
         std::iter::once(self.base.clone())
@@ -435,6 +442,73 @@ impl Server {
         sample.at = Some(Instant::now());
         sample.pid = self.pid;
         sample
+    }
+}
+
+/// HAProxy (Debian's package) in front of the nodes, configured by `deploy/haproxy.cfg` as
+/// `scripts/serve --nodes` runs it.
+pub struct Balancer {
+    _child: Child,
+    /// `http://127.0.0.1:<port>`: where clients connect.
+    pub base: String,
+    _dir: tempfile::TempDir,
+}
+
+/// Where Debian installs HAProxy.
+pub const HAPROXY: &str = "/usr/sbin/haproxy";
+
+impl Balancer {
+    /// Starts HAProxy sending to `nodes` (base URLs); returns once a request through it is
+    /// answered by a node.
+    pub async fn start(nodes: &[String]) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            Path::new(HAPROXY).exists(),
+            "{HAPROXY} is missing: install Debian's haproxy"
+        );
+        let dir = tempfile::tempdir()?;
+        let mut config = std::fs::read_to_string(repo_root().join("deploy/haproxy.cfg"))?;
+        for (i, b) in nodes.iter().enumerate() {
+            config.push_str(&format!(
+                "    server n{i} {}\n",
+                b.trim_start_matches("http://")
+            ));
+        }
+        let path = dir.path().join("haproxy.cfg");
+        std::fs::write(&path, config)?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new(HAPROXY)
+            .arg("-db")
+            .arg("-f")
+            .arg(&path)
+            .env("LH_LISTEN", format!("127.0.0.1:{port}"))
+            .env("LH_BALANCER_SOCKET", dir.path().join("haproxy.sock"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start haproxy")?;
+        let base = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        loop {
+            let up = reqwest::get(format!("{base}/.well-known/spin/stats"))
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if up {
+                break;
+            }
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(20),
+                "the balancer did not forward to the nodes"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(Self {
+            _child: child,
+            base,
+            _dir: dir,
+        })
     }
 }
 
