@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::sse;
@@ -68,7 +68,7 @@ impl Mode {
 }
 
 /// Percentiles of one latency distribution, in milliseconds.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Percentiles {
     /// Samples.
     pub count: u64,

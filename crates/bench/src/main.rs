@@ -50,6 +50,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Writes BENCHMARKS.md and the plots again from a results file of an earlier run.
+    Report {
+        /// A `bench/results/*.json` file.
+        results: PathBuf,
+    },
     /// The native SSE fan-out server used as the floor (started by the benchmark itself).
     FloorServer {
         /// Address to listen on.
@@ -161,6 +166,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
+        Some(Command::Report { results }) => report::rewrite(&results),
         Some(Command::FloorServer {
             listen,
             max_seconds,
@@ -216,6 +222,11 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The run arguments of a command line (`lighthouse-bench …`), as a results file records it.
+pub fn run_args<'a>(words: impl IntoIterator<Item = &'a str>) -> anyhow::Result<RunArgs> {
+    Ok(Cli::try_parse_from(words)?.run)
 }
 
 /// Runs the chosen scenarios in order.

@@ -160,6 +160,7 @@ pub fn write(args: &RunArgs, results: &[RunResult], ticks: &str) -> anyhow::Resu
             "holdSeconds": saturation_seconds(args),
             "maxInFlight": args.max_in_flight,
         },
+        "floorRetryMs": [server::floor_retry().0, server::floor_retry().1],
         "results": results,
     });
     let path = args.out.join(format!(
@@ -171,6 +172,52 @@ pub fn write(args: &RunArgs, results: &[RunResult], ticks: &str) -> anyhow::Resu
     if args.quick {
         return Ok(());
     }
+    markdown(args, results, ticks, &path, &command, server::floor_retry())
+}
+
+/// Writes BENCHMARKS.md and the plots from a results file written earlier (its `command` gives the
+/// run's arguments): the report again, for a change in how it is written, without measuring again.
+pub fn rewrite(file: &Path) -> anyhow::Result<()> {
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(file)?)?;
+    let command = doc["command"]
+        .as_str()
+        .unwrap_or("lighthouse-bench")
+        .to_string();
+    let args = crate::run_args(command.split_whitespace())?;
+    let ticks = doc["streamTicks"].as_str().unwrap_or_default().to_string();
+    let results: Vec<RunResult> = serde_json::from_value(doc["results"].clone())?;
+    // The floor's `retry:` values: as recorded, else (older files) the closing one its planned
+    // ends saw and the client's default for the opening.
+    let floor_retry = match doc["floorRetryMs"].as_array().map(|a| a.as_slice()) {
+        Some([o, c]) => (o.as_u64().unwrap_or(0), c.as_u64().unwrap_or(0)),
+        _ => {
+            let mut seen: std::collections::BTreeMap<u64, u64> = Default::default();
+            for r in results.iter().filter(|r| r.mode == "floor") {
+                for (ms, n) in &r.retry_at_planned_end {
+                    *seen.entry(*ms).or_default() += n;
+                }
+            }
+            let closing = seen.iter().max_by_key(|(_, n)| **n).map(|(ms, _)| *ms);
+            (
+                crate::agents::DEFAULT_RETRY_MS,
+                closing.unwrap_or(crate::agents::DEFAULT_RETRY_MS),
+            )
+        }
+    };
+    markdown(&args, &results, &ticks, file, &command, floor_retry)
+}
+
+/// BENCHMARKS.md and the plots for `results`, whose raw data is at `path`.
+fn markdown(
+    args: &RunArgs,
+    results: &[RunResult],
+    ticks: &str,
+    path: &Path,
+    command: &str,
+    floor_retry: (u64, u64),
+) -> anyhow::Result<()> {
+    let (cores, mem, model) = machine();
+    let stream_max = server::stream_max_seconds(args);
     let plots = Path::new("bench/plots");
     std::fs::create_dir_all(plots)?;
     let written_plots = write_plots(plots, results)?;
@@ -185,7 +232,7 @@ pub fn write(args: &RunArgs, results: &[RunResult], ticks: &str) -> anyhow::Resu
     );
     let _ = writeln!(w, "- Machine: {cores} cores ({model}), {mem} memory.");
     let _ = writeln!(w, "- Command: `{command}`");
-    method(w, args, results, cores, ticks, stream_max);
+    method(w, args, results, cores, ticks, stream_max, floor_retry);
 
     targets(w, args, results);
 
@@ -283,6 +330,7 @@ fn method(
     cores: usize,
     ticks: &str,
     stream_max: u64,
+    (floor_open, floor_close): (u64, u64),
 ) {
     let backends = args
         .backend
@@ -313,6 +361,10 @@ fn method(
     );
     let _ = writeln!(
         w,
+        "- Scale-out and node kill run the app on Redis whatever `--backend` says: N hosts (`spin-local` processes, each with a state directory of its own and the same runtime config, the same Redis), all on this machine's {cores} cores with Redis and the client. Scale-out talks to the nodes directly (agent k streams, polls and answers on node k mod N; a create to agent k is sent to node k+1 mod N, another node than its stream's when N > 1); node kill sends every request through HAProxy (Debian's package) configured by `deploy/haproxy.cfg`, as `scripts/serve --nodes` runs it, and kills one of the two nodes with SIGKILL for good.",
+    );
+    let _ = writeln!(
+        w,
         "- Store operations per elicitation: over the same window, the change of every key-value counter the host reports at `/.well-known/spin/stats` (calls, keys read and written, and whatever else it counts) and, on Redis, the change of the calls of every command in `INFO commandstats` (the benchmark's own `INFO` samples left out; its `PING` and `FLUSHALL` come before the host starts), divided by the elicitations created in the window: all told, the streams' background polling included.",
     );
     let retries: BTreeSet<u64> = results
@@ -320,7 +372,6 @@ fn method(
         .filter(|r| r.mode == "push")
         .flat_map(|r| r.retry_at_planned_end.keys().copied())
         .collect();
-    let (floor_open, floor_close) = server::floor_retry();
     let _ = writeln!(
         w,
         "- Clients reconnect as `EventSource` does: each keeps the reconnection time the server last set with `retry:` (any `retry:` field, with or without data; 1000 ms before the first) and, whenever a stream ends, waits that long and reconnects with `Last-Event-ID` (the `ready` frame's cursor counts as an id). A stream end is *planned* when the server sent its closing comment (`: stream ends…`) before the body ended; any other end — the body closed or failed without that comment, or the stream request got an HTTP error — is a *cut*, counted per scenario and mode in the tables. Streams last at most `stream_max_seconds` = {stream_max} s. `retry:` in effect at the app's planned ends in this run: {}.",
@@ -635,6 +686,14 @@ fn ratios(w: &mut String, rows: &[&RunResult]) {
             .collect()
     };
     let find = |l: &str, m: &str| rows.iter().find(|r| r.label == l && r.mode == m);
+    // A step whose label has no floor row of its own (scale-out's "…, 2 nodes") is compared with
+    // the scenario's floor row for as many agents.
+    let floor_for = |push: &RunResult| {
+        find(&push.label, "floor").or_else(|| {
+            rows.iter()
+                .find(|r| r.mode == "floor" && r.agents == push.agents)
+        })
+    };
     if !rows.iter().any(|r| r.mode == "push") || rows.iter().all(|r| r.mode == "push") {
         return;
     }
@@ -648,7 +707,7 @@ fn ratios(w: &mut String, rows: &[&RunResult]) {
             continue;
         };
         let poll = find(l, "poll");
-        let floor = find(l, "floor");
+        let floor = floor_for(push);
         let _ = writeln!(
             w,
             "| {l} | {} / {} | {} | {} / {} |",

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use futures::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
@@ -43,7 +43,8 @@ use crate::server::{
 };
 
 /// What a `kill -9` in the middle of a run cost.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Recovery {
     /// Kill → the restarted host answers requests, seconds.
     pub serving_after: f64,
@@ -63,7 +64,7 @@ pub struct Recovery {
 
 /// Elicitations per second, each count divided by the time from the first create sent to the
 /// last of its kind arriving.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Rates {
     /// Accepted creates ÷ (first sent → last acknowledgement received).
     pub created: f64,
@@ -83,7 +84,7 @@ fn per_second(n: u64, from: Option<Instant>, to: Option<Instant>) -> f64 {
 }
 
 /// One step of the saturation ramp.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct RampStep {
     /// Creates per second offered.
     pub offered: f64,
@@ -98,10 +99,10 @@ pub struct RampStep {
 }
 
 /// One row of the report: one scenario step in one mode (on one backend).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunResult {
     /// Addressees that missed accepted creates, how many, and where their stream stood at the end.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub undelivered: Vec<String>,
     /// single-pair, scaling, saturation, burst, timeout-cascade, contention, sustained, recovery.
     pub scenario: String,
@@ -192,12 +193,16 @@ pub struct RunResult {
     /// The ramp that found the saturating rate (saturation).
     pub ramp: Vec<RampStep>,
     /// Hosts serving the app (scale-out; 1 elsewhere, 0 for the floor).
+    #[serde(default)]
     pub nodes: usize,
     /// Each node's CPU from the start of sending until everything settled, percent of one core.
+    #[serde(default)]
     pub node_cpu_percent: Vec<f64>,
     /// Each node's CPU with every agent connected and no traffic, percent of one core.
+    #[serde(default)]
     pub node_idle_cpu_percent: Vec<f64>,
     /// Each node's RSS at the end, bytes.
+    #[serde(default)]
     pub node_rss: Vec<u64>,
 }
 

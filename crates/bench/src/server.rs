@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -535,7 +535,7 @@ fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, u64>) {
 }
 
 /// The host's key-value load over a measured window.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct KvLoad {
     /// Keys read per second.
     pub reads_per_second: f64,
@@ -548,7 +548,7 @@ pub struct KvLoad {
 
 /// What Redis executed over a measured window (`INFO commandstats`, the benchmark's own `INFO`
 /// samples left out).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RedisLoad {
     /// Commands per elicitation created in the window, all told.
     pub per_elicitation: f64,
@@ -559,7 +559,7 @@ pub struct RedisLoad {
 }
 
 /// Figures from the host's counters (and Redis's) over one run.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct HostFigures {
     /// Keys read per second with every agent connected and no traffic (scaling).
     pub kv_reads_idle: Option<f64>,
