@@ -435,6 +435,11 @@ fn decline_and_cancel_carry_no_content_and_url_mode_accepts_without_content() {
             json!({ "mode": "url", "url": "ftp://example.com/x" }),
             "/url",
         ),
+        // A name that only starts like a loopback address is not one.
+        (
+            json!({ "mode": "url", "url": "http://127.attacker.example/x" }),
+            "/url",
+        ),
         (json!({ "mode": "url", "url": "/relative" }), "/url"),
         (json!({ "mode": "url" }), "/url"),
         (

@@ -91,25 +91,23 @@ struct Draft {
     context: Option<String>,
 }
 
-fn is_loopback_host(host: &str) -> bool {
-    matches!(host, "localhost" | "127.0.0.1" | "[::1]") || host.starts_with("127.")
-}
-
-fn check_url(url: &str) -> Result<(), String> {
-    let (scheme, rest) = url.split_once("://").ok_or("must be an absolute URL")?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if host_port.starts_with('[') {
-        host_port.split_inclusive(']').next().unwrap_or("")
-    } else {
-        host_port.split(':').next().unwrap_or("")
-    };
-    if host.is_empty() || url.chars().any(char::is_whitespace) {
-        return Err("must be an absolute URL with a host".into());
+/// Checks a URL-mode request's URL (parsed as browsers do, by the `url` crate): `https`, or plain
+/// `http` to a loopback host only (`localhost`, 127.0.0.0/8, `::1`) — a name that merely starts
+/// with `127.` is not one.
+fn check_url(raw: &str) -> Result<(), String> {
+    if raw.chars().any(char::is_whitespace) {
+        return Err("must be an absolute URL without white space".into());
     }
-    match scheme.to_ascii_lowercase().as_str() {
+    let url = url::Url::parse(raw).map_err(|e| format!("must be an absolute URL ({e})"))?;
+    let loopback = match url.host() {
+        None => return Err("must be an absolute URL with a host".into()),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+    };
+    match url.scheme() {
         "https" => Ok(()),
-        "http" if is_loopback_host(&host.to_ascii_lowercase()) => Ok(()),
+        "http" if loopback => Ok(()),
         "http" => Err("must use https (plain http only for loopback hosts)".into()),
         _ => Err("must be an https URL".into()),
     }
@@ -1262,4 +1260,39 @@ pub async fn list<S: Store>(
     }
     let next_cursor = (pos > 0).then(|| (pos + 1).to_string());
     Ok(Page { items, next_cursor })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_url;
+
+    #[test]
+    fn a_url_is_https_or_plain_http_to_a_loopback_host() {
+        for ok in [
+            "https://example.com/form?x=1",
+            "https://user@example.com:8443/",
+            "http://localhost:8080/callback",
+            "http://LOCALHOST/",
+            "http://127.0.0.1:8080/callback",
+            "http://127.8.9.10/",
+            "http://[::1]:3000/",
+        ] {
+            assert_eq!(check_url(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            // Names that only look like loopback addresses.
+            "http://127.attacker.example/",
+            "http://localhost.attacker.example/",
+            "http://user@127.0.0.1.attacker.example/",
+            "http://example.com/",
+            "http://10.0.0.1/",
+            "ftp://example.com/",
+            "javascript:alert(1)",
+            "https://",
+            "example.com/form",
+            "https://exa mple.com/",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
+    }
 }
