@@ -628,7 +628,7 @@ struct Mark {
     order_violations: u64,
     gaps: u64,
     resets: u64,
-    cpu: f64,
+    /// Each node's CPU seconds (their sum is the server's).
     node_cpu: Vec<f64>,
     store_cpu: Option<f64>,
     client_cpu: f64,
@@ -648,7 +648,6 @@ impl Mark {
             order_violations: s.metrics().order_violations(),
             gaps: s.metrics().gaps(),
             resets: s.metrics().resets(),
-            cpu: s.server.cpu_seconds(),
             node_cpu: s.server.node_cpu_seconds(),
             store_cpu: s.server.redis_cpu_seconds(),
             client_cpu: proc_stats::own_cpu_seconds(),
@@ -670,6 +669,7 @@ fn minus<K: Ord + Clone>(a: &BTreeMap<K, u64>, b: &BTreeMap<K, u64>) -> BTreeMap
 /// The row of a step that began at `mark`: call it once everything settled.
 async fn finish(s: &Session, mark: &Mark, step: Step) -> RunResult {
     let end = s.sample().await;
+    let node_cpu = s.server.node_cpu_seconds();
     let m = s.metrics();
     let c = m.counts();
     let (expected_answers, expected_expiries) = m.expected(&s.ctx.silent);
@@ -733,7 +733,7 @@ async fn finish(s: &Session, mark: &Mark, step: Step) -> RunResult {
         seconds: step.seconds,
         idle_cpu_percent: step.idle_cpu_percent,
         idle_store_cpu_percent: step.idle_store_cpu_percent,
-        load_cpu_percent: percent(s.server.cpu_seconds(), mark.cpu),
+        load_cpu_percent: percent(node_cpu.iter().sum(), mark.node_cpu.iter().sum()),
         store_cpu_percent: s
             .server
             .redis_cpu_seconds()
@@ -754,9 +754,7 @@ async fn finish(s: &Session, mark: &Mark, step: Step) -> RunResult {
         } else {
             1 + s.server.nodes.len()
         },
-        node_cpu_percent: s
-            .server
-            .node_cpu_seconds()
+        node_cpu_percent: node_cpu
             .iter()
             .zip(&mark.node_cpu)
             .map(|(now, then)| percent(*now, *then))

@@ -328,7 +328,8 @@ impl Server {
             .collect()
     }
 
-    /// CPU seconds of each node so far, this one's first.
+    /// CPU seconds of each node so far, this one's first (its earlier processes included, when a
+    /// recovery run restarted it).
     pub fn node_cpu_seconds(&self) -> Vec<f64> {
         std::iter::once(self.cpu_before + proc_stats::cpu_seconds(self.pid).unwrap_or(0.0))
             .chain(
@@ -377,12 +378,6 @@ impl Server {
     /// Resident memory now, bytes (every node's, summed).
     pub fn rss(&self) -> u64 {
         self.node_rss().iter().sum()
-    }
-
-    /// CPU seconds used so far (by every process of this server, across a restart, and by every
-    /// node).
-    pub fn cpu_seconds(&self) -> f64 {
-        self.node_cpu_seconds().iter().sum()
     }
 
     /// The Redis process's CPU seconds so far, if there is one.
