@@ -54,9 +54,32 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
+/// When a poller ticking every `period` (on a monotonic clock, any unit) should look next, at
+/// `now`, its previous look having been due at `previous`: one period after that, at a fixed rate
+/// — so neither the work of a tick nor a timer that rounds sleeps up stretches every period. A
+/// late tick is not made up for: the next look is at least half a period away, so a busy poller
+/// does not look back to back.
+pub fn next_tick(previous: Option<u64>, now: u64, period: u64) -> u64 {
+    previous.map_or(now.saturating_add(period), |due| {
+        due.saturating_add(period)
+            .max(now.saturating_add(period / 2))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ticks_keep_a_fixed_rate_without_catching_up() {
+        // The first look is a period away.
+        assert_eq!(next_tick(None, 1000, 100), 1100);
+        // The work took 30 and the timer woke 20 late: still one period after the last due time.
+        assert_eq!(next_tick(Some(1100), 1150, 100), 1200);
+        // Far behind: not back to back, half a period from now.
+        assert_eq!(next_tick(Some(1100), 1500, 100), 1550);
+        assert_eq!(next_tick(Some(u64::MAX - 10), 0, 100), u64::MAX);
+    }
 
     #[test]
     fn round_trips_through_rfc3339() {

@@ -39,7 +39,7 @@ use crate::model::{EventKind, Status};
 use crate::service::{self, ListQuery};
 use crate::sse;
 use crate::store::Store;
-use crate::time::Timestamp;
+use crate::time::{Timestamp, next_tick};
 
 /// Stream settings, from Spin variables.
 #[derive(Debug, Clone, Copy)]
@@ -107,11 +107,10 @@ impl Pace {
         self.last_change = now;
     }
 
-    /// Sleeps until the next look. The fast ticks are due at a fixed rate, one `tick_ms` after
-    /// the previous one was due, rather than `tick_ms` after the tick's work: otherwise the work
-    /// and the timer rounding each sleep up to the next whole millisecond would be added to every
-    /// period (about 2 ms between looks instead of 1).
-    /// The idle ticks sleep `idle_tick_ms` after the work, as before (the idle store load).
+    /// Sleeps until the next look. The fast ticks are due at a fixed rate ([`next_tick`]):
+    /// sleeping `tick_ms` after each tick's work, with the timer rounding each sleep up to the
+    /// next whole millisecond, put about 2 ms between looks instead of 1. The idle ticks sleep
+    /// `idle_tick_ms` after the work (that is the idle store load).
     pub(super) async fn wait(&mut self) {
         use spin_sdk::wasip3::clocks::monotonic_clock;
         let active = self.last_change.millis_until(Timestamp::now()) < ACTIVE_MS;
@@ -119,13 +118,8 @@ impl Pace {
             self.due = None;
             return sleep_ms(self.idle_tick_ms).await;
         }
-        let now = monotonic_clock::now();
         let period = self.tick_ms.saturating_mul(1_000_000);
-        // A late tick is not made up for: the next one is at least half a period away, so a
-        // busy hub does not poll back to back, taking the cores from the writers and the store.
-        let due = self.due.map_or(now.saturating_add(period), |d| {
-            d.saturating_add(period).max(now.saturating_add(period / 2))
-        });
+        let due = next_tick(self.due, monotonic_clock::now(), period);
         self.due = Some(due);
         monotonic_clock::wait_until(due).await;
     }
