@@ -4,15 +4,13 @@
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::Duration;
 
-use crate::{Client, Host, Redis, eventually, free_port, kept, repo};
+use crate::{Client, Host, Kept, Redis, eventually, free_port, repo};
 
 /// A running HAProxy in front of some nodes.
 pub struct Balancer {
-    keeper: Child,
-    pid: u32,
+    _process: Kept,
     /// `http://127.0.0.1:<port>`: where clients connect.
     pub base: String,
     socket: PathBuf,
@@ -52,7 +50,7 @@ impl Balancer {
         std::fs::write(&path, config).expect("balancer config");
         let port = free_port();
         let socket = dir.join("haproxy.sock");
-        let (keeper, pid) = kept(&format!(
+        let process = Kept::start(&format!(
             "LH_LISTEN=127.0.0.1:{port} LH_BALANCER_SOCKET='{}' {bin} -db -f '{}' \
              >'{}' 2>&1",
             socket.display(),
@@ -60,8 +58,7 @@ impl Balancer {
             dir.join("haproxy.log").display()
         ));
         let b = Self {
-            keeper,
-            pid,
+            _process: process,
             base: format!("http://127.0.0.1:{port}"),
             socket,
         };
@@ -135,16 +132,6 @@ impl Balancer {
                 .then_some(())
         });
         assert!(up.is_some(), "{name} did not come up: {:?}", self.servers());
-    }
-}
-
-impl Drop for Balancer {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-9", &self.pid.to_string()])
-            .status();
-        let _ = self.keeper.kill();
-        let _ = self.keeper.wait();
     }
 }
 

@@ -108,25 +108,50 @@ pub fn on_redis() -> bool {
     std::env::var("E2E_BACKEND").is_ok_and(|b| b == "redis")
 }
 
-/// Starts `command` (a shell command line) in the background with a shell beside it that holds a
-/// pipe from this process and kills the command (SIGKILL) when the pipe closes: when the keeper is
-/// killed, and when the test process exits however it exits. Returns the keeper and the command's
-/// pid.
-pub fn kept(command: &str) -> (Child, u32) {
-    let script = format!("{command} & echo $!; cat >/dev/null; kill -9 $! 2>/dev/null");
-    let mut keeper = Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
-    let mut line = String::new();
-    BufReader::new(keeper.stdout.take().expect("piped"))
-        .read_line(&mut line)
-        .expect("the command's pid");
-    let pid = line.trim().parse().expect("the command's pid");
-    (keeper, pid)
+/// A background process started by [`Kept::start`], killed (SIGKILL) when this is dropped.
+pub struct Kept {
+    keeper: Child,
+    pid: u32,
+}
+
+impl Kept {
+    /// Starts `command` (a shell command line) in the background with a shell beside it that
+    /// holds a pipe from this process and kills the command (SIGKILL) when the pipe closes: when
+    /// this is dropped, and when the test process exits however it exits.
+    pub fn start(command: &str) -> Self {
+        let script = format!("{command} & echo $!; cat >/dev/null; kill -9 $! 2>/dev/null");
+        let mut keeper = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
+        let mut line = String::new();
+        BufReader::new(keeper.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("the command's pid");
+        let pid = line.trim().parse().expect("the command's pid");
+        Self { keeper, pid }
+    }
+
+    /// Kills the command (SIGKILL), as a crash would; the keeper then ends too.
+    pub fn kill(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-9", &self.pid.to_string()])
+            .status();
+        let _ = self.keeper.wait();
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-9", &self.pid.to_string()])
+            .status();
+        let _ = self.keeper.kill();
+        let _ = self.keeper.wait();
+    }
 }
 
 /// A free port on 127.0.0.1 (free when this returns; the caller binds it soon after).
@@ -142,8 +167,7 @@ pub fn free_port() -> u16 {
 /// when dropped, and also when the test process exits: a shell beside it holds a pipe from this
 /// process and kills it when the pipe closes.
 pub struct Redis {
-    keeper: Child,
-    pid: u32,
+    process: Kept,
     /// Its port on 127.0.0.1.
     pub port: u16,
     dir: PathBuf,
@@ -161,7 +185,7 @@ impl Redis {
             Path::new(bin).exists(),
             "{bin} is missing: install Debian's redis-server (.ci/run does)"
         );
-        let (keeper, pid) = kept(&format!(
+        let process = Kept::start(&format!(
             "{bin} --port {port} --bind 127.0.0.1 --dir '{}' --save '' --appendonly yes \
              --appendfsync always --logfile redis.log",
             dir.display()
@@ -171,8 +195,7 @@ impl Redis {
         });
         assert!(ready.is_some(), "redis-server did not start on port {port}");
         Self {
-            keeper,
-            pid,
+            process,
             port,
             dir: dir.to_path_buf(),
         }
@@ -180,10 +203,7 @@ impl Redis {
 
     /// Kills the server (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-9", &self.pid.to_string()])
-            .status();
-        let _ = self.keeper.wait();
+        self.process.kill();
     }
 
     /// Starts the server again on the same port and data.
@@ -224,16 +244,6 @@ impl Redis {
             "[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n",
             self.port
         )
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-9", &self.pid.to_string()])
-            .status();
-        let _ = self.keeper.kill();
-        let _ = self.keeper.wait();
     }
 }
 
