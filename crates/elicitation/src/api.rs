@@ -8,13 +8,12 @@ use std::future::Future;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::changes;
 use crate::error::Error;
-use crate::model::Status;
 use crate::service::{self, ListQuery};
 use crate::store::Store;
 use crate::time::Timestamp;
 use crate::token;
+use crate::wait;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -42,11 +41,21 @@ pub struct Request {
     pub idempotency_key: Option<String>,
     /// `Last-Event-ID` header (SSE resumption).
     pub last_event_id: Option<String>,
+    /// Every header, names lower-case (the MCP gateway reads its own ones from here).
+    pub headers: Vec<(String, String)>,
     /// The body (at most [`MAX_BODY_BYTES`]; the adapter answers 413 beyond).
     pub body: Vec<u8>,
 }
 
 impl Request {
+    /// The first value of header `name` (lower-case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     fn param(&self, name: &str) -> Result<&str, Error> {
         self.params
             .get(name)
@@ -54,7 +63,7 @@ impl Request {
             .ok_or_else(|| Error::NotFound(format!("the route has no :{name}")))
     }
 
-    fn require_method(&self, allowed: &'static str) -> Result<(), Error> {
+    pub(crate) fn require_method(&self, allowed: &'static str) -> Result<(), Error> {
         if allowed.split(", ").any(|m| m == self.method) {
             Ok(())
         } else {
@@ -62,7 +71,7 @@ impl Request {
         }
     }
 
-    fn require_json(&self) -> Result<(), Error> {
+    pub(crate) fn require_json(&self) -> Result<(), Error> {
         let ok = self.content_type.as_deref().is_some_and(|ct| {
             let essence = ct
                 .split(';')
@@ -102,7 +111,8 @@ impl Response {
         }
     }
 
-    fn with_header(mut self, name: &str, value: String) -> Self {
+    /// This response with one more header.
+    pub fn with_header(mut self, name: &str, value: String) -> Self {
         self.headers.push((name.to_string(), value));
         self
     }
@@ -134,7 +144,11 @@ pub struct Secrets {
     pub admin_token: String,
 }
 
-fn authenticate(req: &Request, secrets: &Secrets, now: Timestamp) -> Result<String, Error> {
+pub(crate) fn authenticate(
+    req: &Request,
+    secrets: &Secrets,
+    now: Timestamp,
+) -> Result<String, Error> {
     token::verify_bearer(
         secrets.token_secret.as_bytes(),
         req.authorization.as_deref(),
@@ -323,7 +337,7 @@ impl Default for ReadOptions {
 /// agent's list, and the legacy polling route. `sleep` waits the given milliseconds; `clock` reads
 /// the time; `until_changed(agents, since, ms)` waits until one of `agents` changed after change-feed
 /// position `since`, or `ms` passed (a `?wait=` read waits with it).
-pub async fn read<S, F, Fut, W, WFut>(
+pub async fn read<S, F, Fut, W>(
     store: &S,
     req: &Request,
     secrets: &Secrets,
@@ -336,8 +350,7 @@ where
     S: Store,
     F: Fn(u64) -> Fut,
     Fut: Future<Output = ()>,
-    W: Fn(Vec<String>, i64, u64) -> WFut,
-    WFut: Future<Output = ()>,
+    W: wait::Changes,
 {
     respond(
         async {
@@ -367,25 +380,8 @@ where
                     _ => return Err(Error::BadRequest(format!("unknown query parameter {k:?}"))),
                 }
             }
-            // The feed position is read first: whatever changes after it wakes the wait.
-            let mut since = if wait_ms > 0 {
-                changes::position(store).await?
-            } else {
-                0
-            };
-            let mut e = service::get(store, &actor, id, started).await?;
-            loop {
-                let now = clock();
-                if e.status != Status::Pending || started.millis_until(now) >= wait_ms {
-                    return Ok(Response::json(200, &e));
-                }
-                // Wake at the deadline at the latest, so expiry is seen on time.
-                let left = wait_ms - started.millis_until(now);
-                let ms = left.min(now.millis_until(e.expires_at).max(1));
-                until_changed(vec![e.from.clone(), e.to.clone()], since, ms).await;
-                since = changes::position(store).await?;
-                e = service::get(store, &actor, id, clock()).await?;
-            }
+            let e = wait::settled(store, &actor, id, wait_ms, &clock, &until_changed).await?;
+            Ok(Response::json(200, &e))
         }
         .await,
     )
@@ -418,7 +414,7 @@ where
             "an agent may only read its own messages".into(),
         ));
     }
-    let (mut since, mut timeout) = (0_i64, 30_u64.min(MAX_LEGACY_TIMEOUT_SECONDS));
+    let (mut since, mut timeout) = (0_i64, MAX_LEGACY_TIMEOUT_SECONDS);
     for (k, v) in query_pairs(&req.query) {
         match k.as_str() {
             "since" => {
@@ -433,6 +429,33 @@ where
             _ => return Err(Error::BadRequest(format!("unknown query parameter {k:?}"))),
         }
     }
+    let body = legacy_poll(store, agent, since, timeout, opts, clock, sleep).await?;
+    Ok(Response::json(200, &body)
+        .with_header("deprecation", "true".into())
+        .with_header("sunset", LEGACY_SUNSET.into())
+        .with_header(
+            "link",
+            format!("</v1/agents/{agent}/events>; rel=\"successor-version\""),
+        ))
+}
+
+/// The seed's `wait_for_messages` for `agent`: looks at its log once per `legacy_poll_ms` and
+/// returns as soon as there are events after `since`, or after `timeout` seconds — the body of
+/// both the legacy route and the MCP tool of that name.
+pub async fn legacy_poll<S, F, Fut>(
+    store: &S,
+    agent: &str,
+    since: i64,
+    timeout: u64,
+    opts: &ReadOptions,
+    clock: &impl Fn() -> Timestamp,
+    sleep: &F,
+) -> Result<Value, Error>
+where
+    S: Store,
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let started = clock();
     let deadline = started.plus_secs(timeout);
     let mut reader = crate::log::Reader::new(agent, since);
@@ -450,20 +473,13 @@ where
         .map(|l| &l.event)
         .map(|e| json!({ "sequence": e.sequence, "eventType": e.kind.as_str(), "data": { "at": e.at, "elicitation": e.elicitation } }))
         .collect();
-    let body = match reset {
+    Ok(match reset {
         // `since` is older than the retained history: the client re-syncs from its inbox list,
         // then polls again from `head`.
         Some((_, head)) => json!({ "events": [], "count": 0, "status": "reset", "head": head }),
         None if events.is_empty() => json!({ "events": [], "count": 0, "status": "timeout" }),
         None => json!({ "events": items, "count": items.len(), "status": "new_events" }),
-    };
-    Ok(Response::json(200, &body)
-        .with_header("deprecation", "true".into())
-        .with_header("sunset", LEGACY_SUNSET.into())
-        .with_header(
-            "link",
-            format!("</v1/agents/{agent}/events>; rel=\"successor-version\""),
-        ))
+    })
 }
 
 /// When the legacy polling route goes away (HTTP-date).

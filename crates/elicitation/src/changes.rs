@@ -71,6 +71,13 @@ pub async fn publish<S: Store>(store: &S, mentions: &[Mention<'_>]) -> StoreResu
     write(store, n, mentions).await
 }
 
+/// Wakes whoever waits on `agent`'s changes although its log did not grow (the MCP gateway's
+/// relay uses it to say that a human's answer was refused): the change mentions the agent with
+/// log number 0, which every stream's cursor has passed, so streams read nothing for it.
+pub async fn nudge<S: Store>(store: &S, agent: &str) -> StoreResult<()> {
+    publish(store, &[Mention::Log(agent, 0)]).await
+}
+
 /// Takes the number of a change about to be announced: the first half of [`publish`], which a
 /// writer may make alongside other writes. From here on, readers count on number `n` being
 /// written (or, after [`GAP_GRACE_MS`], look at everything).

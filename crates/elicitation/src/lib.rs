@@ -10,6 +10,7 @@
 //!   [`keys`] — where everything lives in the store;
 //! - [`store`] — the storage trait (key-value plus atomics) and an in-memory implementation;
 //! - [`token`] — HS256 agent tokens; [`error`] — every failure and its problem document;
+//! - [`wait`] — reads that wait for a change (the HTTP `?wait=`, the MCP tools' waits);
 //! - [`api`] — the HTTP routes as plain functions; `spin` (feature `spin`) — the adapter the
 //!   components use to run them on Spin.
 
@@ -29,6 +30,7 @@ pub mod sse;
 pub mod store;
 pub mod time;
 pub mod token;
+pub mod wait;
 
 #[cfg(feature = "spin")]
 pub mod spin;

@@ -50,7 +50,7 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Error> {
     }
 }
 
-fn unknown_fields(map: &Map<String, Value>, allowed: &[&str]) -> Vec<FieldError> {
+pub(crate) fn unknown_fields(map: &Map<String, Value>, allowed: &[&str]) -> Vec<FieldError> {
     map.keys()
         .filter(|k| !allowed.contains(&k.as_str()))
         .map(|k| FieldError {
@@ -60,7 +60,7 @@ fn unknown_fields(map: &Map<String, Value>, allowed: &[&str]) -> Vec<FieldError>
         .collect()
 }
 
-fn fail(errors: Vec<FieldError>) -> Result<(), Error> {
+pub(crate) fn fail(errors: Vec<FieldError>) -> Result<(), Error> {
     if errors.is_empty() {
         return Ok(());
     }
@@ -1129,6 +1129,8 @@ pub struct ListQuery {
     pub limit: usize,
     /// Continue below this index position.
     pub cursor: Option<i64>,
+    /// Only entries above this index position (a `position` an earlier page returned).
+    pub after: Option<i64>,
 }
 
 /// Default page size.
@@ -1139,6 +1141,17 @@ pub const MAX_LIMIT: usize = 100;
 const MAX_SCAN: i64 = 1000;
 
 impl ListQuery {
+    /// The pending entries of one list, newest first, a page of `limit`.
+    pub fn pending(role: Role, limit: usize) -> Self {
+        Self {
+            role,
+            statuses: vec![Status::Pending],
+            limit,
+            cursor: None,
+            after: None,
+        }
+    }
+
     /// Parses `role`, `status` (comma-separated), `limit`, `cursor` from a query string.
     pub fn parse(query: &str) -> Result<Self, Error> {
         let mut q = Self {
@@ -1146,6 +1159,7 @@ impl ListQuery {
             statuses: Vec::new(),
             limit: DEFAULT_LIMIT,
             cursor: None,
+            after: None,
         };
         for (k, v) in crate::api::query_pairs(query) {
             match k.as_str() {
@@ -1182,6 +1196,14 @@ impl ListQuery {
                             .ok_or_else(|| Error::BadRequest("invalid cursor".into()))?,
                     );
                 }
+                "after" => {
+                    q.after = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|n| *n >= 0)
+                            .ok_or_else(|| Error::BadRequest("after must be a position".into()))?,
+                    );
+                }
                 _ => return Err(Error::BadRequest(format!("unknown query parameter {k:?}"))),
             }
         }
@@ -1197,6 +1219,9 @@ pub struct Page {
     pub items: Vec<Elicitation>,
     /// Pass as `cursor` for the next page; absent on the last one.
     pub next_cursor: Option<String>,
+    /// The newest position of the list when it was read: pass it as `after` to see only what
+    /// arrives later.
+    pub position: i64,
 }
 
 /// Lists `agent`'s inbox or outbox, newest first. Positions are handed out by an atomic counter, so a
@@ -1216,7 +1241,8 @@ pub async fn list<S: Store>(
     let head = store.increment(&keys::index_head(agent, q.role), 0).await?;
     // `pos` is the next position to examine; positions are examined downwards.
     let mut pos = q.cursor.map_or(head, |c| (c - 1).min(head));
-    let floor = (pos - MAX_SCAN).max(0);
+    let after = q.after.unwrap_or(0);
+    let floor = (pos - MAX_SCAN).max(after);
     let chunk = i64::try_from(q.limit * 2).unwrap_or(64).max(16);
     let mut items = Vec::new();
     'scan: while pos > floor && items.len() < q.limit {
@@ -1258,8 +1284,12 @@ pub async fn list<S: Store>(
             }
         }
     }
-    let next_cursor = (pos > 0).then(|| (pos + 1).to_string());
-    Ok(Page { items, next_cursor })
+    let next_cursor = (pos > after).then(|| (pos + 1).to_string());
+    Ok(Page {
+        items,
+        next_cursor,
+        position: head,
+    })
 }
 
 #[cfg(test)]

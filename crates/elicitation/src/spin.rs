@@ -145,6 +145,11 @@ pub async fn read_request(req: Request) -> Result<api::Request, Response<BoxBody
         content_type: header("content-type"),
         idempotency_key: header("idempotency-key"),
         last_event_id: header("last-event-id"),
+        headers: parts
+            .headers
+            .iter()
+            .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect(),
         body: bytes,
     })
 }

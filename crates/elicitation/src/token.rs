@@ -119,6 +119,27 @@ pub fn verify(secret: &[u8], token: &str, now: Timestamp) -> Result<String, Erro
     Ok(claims.sub)
 }
 
+fn purpose_mac(secret: &[u8], purpose: &str, data: &[u8]) -> HmacSha256 {
+    let mut m = mac(secret);
+    m.update(purpose.as_bytes());
+    m.update(&[0]);
+    m.update(data);
+    m
+}
+
+/// A MAC of `data` for one `purpose` under the token secret (base64url, no padding): what the
+/// server hands a client to bring back unchanged (the MCP gateway's relay request ids and MRTR
+/// `requestState`). A tag for one purpose never verifies for another.
+pub fn tag(secret: &[u8], purpose: &str, data: &[u8]) -> String {
+    B64.encode(purpose_mac(secret, purpose, data).finalize().into_bytes())
+}
+
+/// Whether `tag` is [`tag`]`(secret, purpose, data)`, compared in constant time.
+pub fn tag_matches(secret: &[u8], purpose: &str, data: &[u8], tag: &str) -> bool {
+    B64.decode(tag)
+        .is_ok_and(|t| purpose_mac(secret, purpose, data).verify_slice(&t).is_ok())
+}
+
 /// Constant-time comparison of two secrets (for the admin token).
 pub fn secrets_match(a: &[u8], b: &[u8]) -> bool {
     // Compare MACs of both values under a fixed key: equal length, constant-time verify.

@@ -281,12 +281,7 @@ impl Live {
     /// Adds the deadlines of the agent's pending elicitations in these lists.
     async fn list_deadlines<S: Store>(&mut self, store: &S, roles: &[Role], now: Timestamp) {
         for role in roles {
-            let q = ListQuery {
-                role: *role,
-                statuses: vec![Status::Pending],
-                limit: service::MAX_LIMIT,
-                cursor: None,
-            };
+            let q = ListQuery::pending(*role, service::MAX_LIMIT);
             if let Ok(page) = service::list(store, &self.agent, &self.agent, &q, now).await {
                 self.deadlines
                     .extend(page.items.into_iter().map(|e| (e.expires_at.0, e.id)));

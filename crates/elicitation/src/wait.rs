@@ -1,0 +1,234 @@
+//! Reads that wait for a change without polling the store per request: one elicitation until it is
+//! no longer pending, an agent's inbox until a request arrives. The HTTP `?wait=` read and the MCP
+//! tools (`ask`, `check`, `inbox`) wait this way.
+//!
+//! A wait reads the [change feed](crate::changes)'s position *before* it reads what it waits on,
+//! then parks on [`Changes::until_changed`] for the agents whose changes concern it: whatever
+//! changes after that position wakes it, so nothing that happens between the read and the park is
+//! missed. On Spin one watcher per instance polls the feed for all parked waits
+//! (`spin::watch`); the domain only needs the trait.
+
+use std::future::Future;
+
+use crate::changes;
+use crate::error::Error;
+use crate::keys::Role;
+use crate::model::{Elicitation, Status};
+use crate::service::{self, ListQuery, Page};
+use crate::store::Store;
+use crate::time::Timestamp;
+
+/// How a wait learns of changes.
+pub trait Changes {
+    /// Returns once one of `agents` changed after feed position `since`, or after `ms`.
+    fn until_changed(&self, agents: Vec<String>, since: i64, ms: u64) -> impl Future<Output = ()>;
+}
+
+impl<F, Fut> Changes for F
+where
+    F: Fn(Vec<String>, i64, u64) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    fn until_changed(&self, agents: Vec<String>, since: i64, ms: u64) -> impl Future<Output = ()> {
+        self(agents, since, ms)
+    }
+}
+
+/// Elicitation `id` as `actor` sees it, once it is no longer pending or `wait_ms` after `clock()`
+/// first read — whichever comes first. It wakes at the elicitation's deadline at the latest, so an
+/// expiry is seen (and written) on time.
+pub async fn settled<S: Store>(
+    store: &S,
+    actor: &str,
+    id: &str,
+    wait_ms: u64,
+    clock: &impl Fn() -> Timestamp,
+    changes: &impl Changes,
+) -> Result<Elicitation, Error> {
+    let started = clock();
+    let mut since = if wait_ms > 0 {
+        changes::position(store).await?
+    } else {
+        0
+    };
+    let mut e = service::get(store, actor, id, started).await?;
+    loop {
+        let now = clock();
+        if e.status != Status::Pending || started.millis_until(now) >= wait_ms {
+            return Ok(e);
+        }
+        let left = wait_ms - started.millis_until(now);
+        let ms = left.min(now.millis_until(e.expires_at).max(1));
+        changes
+            .until_changed(vec![e.from.clone(), e.to.clone()], since, ms)
+            .await;
+        since = changes::position(store).await?;
+        e = service::get(store, actor, id, clock()).await?;
+    }
+}
+
+/// A page of `actor`'s pending inbox (`query`, whose role is forced to the inbox and status to
+/// pending), returned as soon as it has an item — or, when nothing arrives, `wait_ms` after
+/// `clock()` first read. With `query.after` set only requests above that position count, so a
+/// caller that leaves one request pending can wait for the next.
+pub async fn inbox<S: Store>(
+    store: &S,
+    actor: &str,
+    query: &ListQuery,
+    wait_ms: u64,
+    clock: &impl Fn() -> Timestamp,
+    changes: &impl Changes,
+) -> Result<Page, Error> {
+    let query = ListQuery {
+        role: Role::Inbox,
+        statuses: vec![Status::Pending],
+        ..query.clone()
+    };
+    let started = clock();
+    loop {
+        let since = if wait_ms > 0 {
+            changes::position(store).await?
+        } else {
+            0
+        };
+        let now = clock();
+        let page = service::list(store, actor, actor, &query, now).await?;
+        if !page.items.is_empty() || started.millis_until(now) >= wait_ms {
+            return Ok(page);
+        }
+        let left = wait_ms - started.millis_until(now);
+        changes
+            .until_changed(vec![actor.to_string()], since, left)
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::MemoryStore;
+
+    /// A clock that a wait moves on: each park advances it by what the wait asked for, after
+    /// running `during` once (a change made while the caller waits).
+    struct Parked<'a, F: Fn(Timestamp)> {
+        now: &'a Cell<u64>,
+        during: F,
+        parks: Cell<u32>,
+    }
+
+    impl<F: Fn(Timestamp)> Changes for Parked<'_, F> {
+        fn until_changed(&self, _: Vec<String>, _: i64, ms: u64) -> impl Future<Output = ()> {
+            self.parks.set(self.parks.get() + 1);
+            (self.during)(Timestamp(self.now.get()));
+            self.now.set(self.now.get() + ms);
+            std::future::ready(())
+        }
+    }
+
+    /// Runs `f`, which never waits on a memory store, so a park may run calls of its own.
+    fn block_on<F: Future>(f: F) -> F::Output {
+        futures::FutureExt::now_or_never(f).expect("nothing here waits")
+    }
+
+    async fn ask(store: &MemoryStore, from: &str, to: &str, now: Timestamp, id: &str) {
+        let body = json!({"to": to, "message": "ok?", "requestedSchema": {"type": "object", "properties": {"ok": {"type": "boolean"}}}});
+        service::create(
+            store,
+            from,
+            body.to_string().as_bytes(),
+            None,
+            now,
+            id.into(),
+        )
+        .await
+        .unwrap();
+    }
+
+    #[test]
+    fn an_inbox_wait_returns_at_once_when_something_is_pending_and_at_its_end_when_nothing_came() {
+        let store = MemoryStore::new();
+        let now = Cell::new(1_000_000);
+        let clock = || Timestamp(now.get());
+        let parked = Parked {
+            now: &now,
+            during: |_| {},
+            parks: Cell::new(0),
+        };
+        let q = ListQuery::pending(Role::Inbox, 10);
+        let page = block_on(inbox(&store, "b", &q, 5000, &clock, &parked)).unwrap();
+        assert!(page.items.is_empty());
+        assert_eq!(now.get(), 1_005_000, "it waited the whole wait");
+        block_on(ask(&store, "a", "b", clock(), "el_1"));
+        let page = block_on(inbox(&store, "b", &q, 5000, &clock, &parked)).unwrap();
+        assert_eq!(page.items.len(), 1);
+        assert_eq!(page.position, 1);
+        assert_eq!(parked.parks.get(), 1, "no park while something is pending");
+    }
+
+    #[test]
+    fn an_inbox_wait_after_a_position_ignores_older_requests_and_wakes_for_a_new_one() {
+        let store = MemoryStore::new();
+        let now = Cell::new(1_000_000);
+        let clock = || Timestamp(now.get());
+        block_on(ask(&store, "a", "b", clock(), "el_old"));
+        let asked = Cell::new(false);
+        let parked = Parked {
+            now: &now,
+            during: |at| {
+                if !asked.replace(true) {
+                    block_on(ask(&store, "a", "b", at, "el_new"));
+                }
+            },
+            parks: Cell::new(0),
+        };
+        let mut q = ListQuery::pending(Role::Inbox, 10);
+        q.after = Some(1);
+        let page = block_on(inbox(&store, "b", &q, 5000, &clock, &parked)).unwrap();
+        let ids: Vec<&str> = page.items.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["el_new"]);
+        assert_eq!(page.position, 2);
+        assert!(page.next_cursor.is_none());
+    }
+
+    #[test]
+    fn a_settled_wait_returns_the_answer_and_wakes_at_the_deadline_at_the_latest() {
+        let store = MemoryStore::new();
+        let now = Cell::new(1_000_000);
+        let clock = || Timestamp(now.get());
+        block_on(ask(&store, "a", "b", clock(), "el_1"));
+        let parked = Parked {
+            now: &now,
+            during: |at| {
+                let body = json!({"action": "accept", "content": {"ok": true}});
+                let _ = block_on(service::respond(
+                    &store,
+                    "b",
+                    "el_1",
+                    body.to_string().as_bytes(),
+                    at,
+                ));
+            },
+            parks: Cell::new(0),
+        };
+        let e = block_on(settled(&store, "a", "el_1", 20_000, &clock, &parked)).unwrap();
+        assert_eq!(e.status, Status::Accepted);
+        assert_eq!(parked.parks.get(), 1);
+
+        block_on(ask(&store, "a", "b", clock(), "el_2"));
+        let idle = Parked {
+            now: &now,
+            during: |_| {},
+            parks: Cell::new(0),
+        };
+        // The default ttl is 300 s: a 25 s wait ends pending; a wait past the deadline ends expired.
+        let e = block_on(settled(&store, "a", "el_2", 25_000, &clock, &idle)).unwrap();
+        assert_eq!(e.status, Status::Pending);
+        now.set(now.get() + 270_000);
+        let e = block_on(settled(&store, "a", "el_2", 25_000, &clock, &idle)).unwrap();
+        assert_eq!(e.status, Status::Expired);
+    }
+}
