@@ -15,6 +15,8 @@
 //! | `zero` | a counter only ever incremented by zero: the bytes of a counter at zero |
 //! | `epoch` | the change feed's counter: every published change takes a number from it |
 //! | `chg/<n % 4096>` | the change feed's ring: `"<n> <mention> …"`, the agents whose change took number `n` |
+//! | `mcp/s/<session>` | an MCP session (2025 era): its agent, protocol version, client capabilities and expiry (JSON) |
+//! | `mcp/r/<session>/<id>` | why the human's answer relayed for elicitation `id` in that session was not recorded (a problem, JSON) |
 
 /// The record of elicitation `id`.
 pub fn record(id: &str) -> String {
@@ -89,4 +91,14 @@ pub const EPOCH: &str = "epoch";
 /// Slot `i` of the change feed's ring.
 pub fn change_slot(i: i64) -> String {
     format!("chg/{i}")
+}
+
+/// MCP session `id`.
+pub fn mcp_session(id: &str) -> String {
+    format!("mcp/s/{id}")
+}
+
+/// Why the answer a session's client relayed for elicitation `id` was not recorded.
+pub fn relay_refusal(session: &str, id: &str) -> String {
+    format!("mcp/r/{session}/{id}")
 }

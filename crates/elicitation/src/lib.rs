@@ -11,6 +11,7 @@
 //! - [`store`] — the storage trait (key-value plus atomics) and an in-memory implementation;
 //! - [`token`] — HS256 agent tokens; [`error`] — every failure and its problem document;
 //! - [`wait`] — reads that wait for a change (the HTTP `?wait=`, the MCP tools' waits);
+//! - [`mcp`] — the MCP server at `/mcp`: both protocol eras, the tools, the relay to humans;
 //! - [`api`] — the HTTP routes as plain functions; `spin` (feature `spin`) — the adapter the
 //!   components use to run them on Spin.
 
@@ -21,6 +22,7 @@ pub mod changes;
 pub mod error;
 pub mod keys;
 pub mod log;
+pub mod mcp;
 pub mod model;
 pub mod schema;
 pub mod service;
