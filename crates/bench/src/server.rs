@@ -192,6 +192,8 @@ fn host_command(
             &format!("events={}", args.stream_reuse),
             "--component-concurrent-reuse",
             &format!("subscribe={}", args.stream_reuse),
+            "--component-concurrent-reuse",
+            &format!("gateway={}", args.stream_reuse),
         ])
         .args(["--variable", "legacy_poll_ms=1000"])
         .env("SPIN_VARIABLE_TOKEN_SECRET", "bench-secret")
@@ -200,7 +202,7 @@ fn host_command(
         cmd.arg("--runtime-config-file").arg(file);
     }
     if args.stream_instances > 0 {
-        for component in ["events", "subscribe"] {
+        for component in ["events", "subscribe", "gateway"] {
             cmd.args([
                 "--component-max-instances",
                 &format!("{component}={}", args.stream_instances),

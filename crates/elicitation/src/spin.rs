@@ -3,6 +3,7 @@
 //! variables, time, sleep and ids; [`events`] serves the per-agent SSE streams.
 
 pub mod events;
+pub mod mcp;
 pub mod watch;
 
 use std::time::Duration;
