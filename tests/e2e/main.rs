@@ -2,7 +2,9 @@
 //! One test binary; each module reads as documentation of one part of the system.
 
 mod backends;
+mod clients;
 mod contract;
 mod foundation;
+mod mcp;
 mod openapi;
 mod push;

@@ -5,9 +5,11 @@
 
 mod cluster;
 mod follow;
+mod mcp;
 
 pub use cluster::{Balancer, Cluster};
 pub use follow::{Followed, Traffic, check_exactly_once_in_order, follow};
+pub use mcp::Mcp;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -30,19 +32,21 @@ pub fn repo() -> PathBuf {
         .unwrap_or_default()
 }
 
-fn target_dir() -> PathBuf {
+/// Cargo's target directory (`CARGO_TARGET_DIR`, else `target/` in the checkout).
+pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join("target"))
 }
 
 /// The Wasm components the tests serve.
-pub const COMPONENTS: [&str; 6] = [
+pub const COMPONENTS: [&str; 7] = [
     "tokens",
     "create",
     "respond",
     "subscribe",
     "events",
+    "gateway",
     "probe",
 ];
 
@@ -315,6 +319,10 @@ impl Host {
             "subscribe=4096",
             "--component-max-instances",
             "subscribe=1",
+            "--component-concurrent-reuse",
+            "gateway=4096",
+            "--component-max-instances",
+            "gateway=1",
         ]
         .iter()
         .chain(extra)
