@@ -74,7 +74,7 @@ enum Command {
 }
 
 /// Every scenario, in the order they run.
-const ALL_SCENARIOS: &str = "single-pair,scaling,saturation,burst,timeout-cascade,contention,sustained,recovery,scale-out,node-kill";
+const ALL_SCENARIOS: &str = "single-pair,scaling,saturation,burst,timeout-cascade,contention,sustained,recovery,scale-out,node-kill,mcp";
 
 /// What to run.
 #[derive(clap::Args, Clone)]
@@ -132,6 +132,13 @@ pub struct RunArgs {
     /// count over (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
     pub nodes: Vec<usize>,
+    /// MCP: pairs of agents doing round trips at once (each way: MCP tools, plain HTTP, the
+    /// legacy polling tool).
+    #[arg(long, default_value_t = 50)]
+    pub mcp_pairs: usize,
+    /// MCP: sequential round trips per pair.
+    #[arg(long, default_value_t = 20)]
+    pub mcp_rounds: u64,
     /// Modes to run (comma-separated: push, poll, floor).
     #[arg(long, value_delimiter = ',', default_value = "push,poll,floor")]
     pub modes: Vec<String>,
@@ -201,6 +208,8 @@ fn main() -> anyhow::Result<()> {
                 args.stream_max_seconds.get_or_insert(3);
                 args.saturation_rate = 50.0;
                 args.saturation_step_seconds = 1.0;
+                args.mcp_pairs = 3;
+                args.mcp_rounds = 3;
             }
             let ticks = format!(
                 "`stream_tick_ms` = {}, `stream_idle_tick_ms` = {}",
@@ -245,6 +254,7 @@ async fn run(args: &RunArgs) -> anyhow::Result<Vec<scenarios::RunResult>> {
             "recovery" => scenarios::recovery(args).await,
             "scale-out" => scenarios::scale_out(args).await,
             "node-kill" => scenarios::node_kill(args).await,
+            "mcp" => scenarios::mcp(args).await,
             other => anyhow::bail!("unknown scenario {other:?} (one of {ALL_SCENARIOS})"),
         };
         results.extend(rows.map_err(|e| anyhow::anyhow!("{name}: {e:#}"))?);

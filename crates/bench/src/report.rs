@@ -93,7 +93,7 @@ fn mib(b: u64) -> f64 {
     b as f64 / 1048576.0
 }
 
-const SCENARIOS: [(&str, &str); 10] = [
+const SCENARIOS: [(&str, &str); 11] = [
     (
         "single-pair",
         "1. Single pair — sequential elicitations between two agents, each sent when the previous answer arrived",
@@ -133,6 +133,10 @@ const SCENARIOS: [(&str, &str); 10] = [
     (
         "node-kill",
         "9. Node kill — two nodes on one Redis behind HAProxy (`deploy/haproxy.cfg`), every request through it; one node `kill -9`ed half-way and not brought back while creates keep coming; clients reconnect after the stream's `retry:`",
+    ),
+    (
+        "mcp",
+        "10. MCP — pairs of agents doing sequential round trips at once: over the MCP tools (`ask` with `waitSeconds`, the addressee in `inbox` with `waitSeconds`, then `respond`), over the plain HTTP API (the addressee's SSE stream, `POST …/response`, the asker's `?wait=` read), and over the deprecated `wait_for_messages` MCP tool (both agents polling)",
     ),
 ];
 
@@ -310,6 +314,7 @@ fn markdown(
             "sustained" => sustained_extra(w, &rows),
             "recovery" | "node-kill" => recovery_extra(w, &rows),
             "scale-out" => scale_out_extra(w, &rows),
+            "mcp" => mcp_extra(w, &rows),
             _ => {}
         }
         for (scenario, file, caption) in &written_plots {
@@ -394,6 +399,11 @@ fn method(
         } else {
             format!("at most {}", args.stream_instances)
         }
+    );
+    let _ = writeln!(
+        w,
+        "- MCP: {} pairs (agent 2p asks agent 2p+1), each doing {} round trips one after the other, all pairs at once, each way on a fresh server on the first backend. **mcp**: both agents in 2025-11-25 sessions on `/mcp`; the addressee loops on `inbox {{waitSeconds: 25, since}}` and answers each question with `respond`; the asker calls `ask {{…, waitSeconds: 25}}`, which returns with the answer (delivery = `ask` sent → the addressee's `inbox` returned it; round trip = `ask` sent → `ask` returned it; no separate create acknowledgement exists, so created/s counts the `ask` responses). **http**: the addressee holds its SSE stream and answers with `POST /v1/elicitations/:id/response`; the asker `POST`s the create and reads it with `?wait=25` (delivery = create sent → the stream's event; round trip = create sent → the wait returned the answer). **mcp-poll**: both agents loop on the deprecated `wait_for_messages {{since, timeout: 25}}` tool, which looks at the store every `legacy_poll_ms` (1000 ms); the asker calls `ask` without waiting, then polls until its answered event.",
+        args.mcp_pairs, args.mcp_rounds,
     );
     let _ = writeln!(
         w,
@@ -599,6 +609,37 @@ fn targets(w: &mut String, args: &RunArgs, results: &[RunResult]) {
             met: |v| v <= 2.0,
         });
     }
+    let mcp_way = |m: &str| results.iter().find(|r| r.scenario == "mcp" && r.mode == m);
+    if let Some(mcp) = mcp_way("mcp") {
+        let round_trip = |other: Option<&RunResult>, invert: bool| {
+            other.and_then(|o| {
+                let (a, b) = if invert {
+                    (o.round_trip.p50, mcp.round_trip.p50)
+                } else {
+                    (mcp.round_trip.p50, o.round_trip.p50)
+                };
+                (b > 0.0).then(|| a / b)
+            })
+        };
+        rows.push(Target {
+            what: format!(
+                "MCP, {}: round trip p50, MCP tools ÷ plain HTTP API (same run)",
+                mcp.label
+            ),
+            measured: shown_times(round_trip(mcp_way("http"), false)),
+            target: "≤ 2×".into(),
+            met: |v| v <= 2.0,
+        });
+        rows.push(Target {
+            what: format!(
+                "MCP, {}: round trip p50, `wait_for_messages` polling ÷ MCP tools (same run)",
+                mcp.label
+            ),
+            measured: shown_times(round_trip(mcp_way("mcp-poll"), true)),
+            target: "≥ 100×".into(),
+            met: |v| v >= 100.0,
+        });
+    }
     let _ = writeln!(w, "## Targets\n");
     let _ = writeln!(
         w,
@@ -644,7 +685,7 @@ fn main_table(w: &mut String, rows: &[&RunResult]) {
         let e = r.elicitations_per_second;
         let _ = writeln!(
             w,
-            "| {} | {} | {:.2} / {:.2} / {:.2} / {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {}/{} ({:.1} %) | {} | {} | {} | {ends} | {:.0} / {:.0} / {:.0} | {:.1} / {} / {:.1} | {:.1} MiB / {} |",
+            "| {} | {} | {:.2} / {:.2} / {:.2} / {:.2} | {:.2} / {:.2} | {} | {}/{} ({:.1} %) | {} | {} | {} | {ends} | {:.0} / {:.0} / {:.0} | {:.1} / {} / {:.1} | {:.1} MiB / {} |",
             r.label,
             variant(r),
             r.delivery.p50,
@@ -653,8 +694,11 @@ fn main_table(w: &mut String, rows: &[&RunResult]) {
             r.delivery.max,
             r.round_trip.p50,
             r.round_trip.p99,
-            r.create.p50,
-            r.create.p99,
+            if r.create.count == 0 {
+                "–".to_string()
+            } else {
+                format!("{:.2} / {:.2}", r.create.p50, r.create.p99)
+            },
             r.delivered,
             r.accepted,
             r.delivery_rate,
@@ -830,6 +874,30 @@ fn scaling_extra(w: &mut String, rows: &[&RunResult]) {
                     l.reads_per_second, l.writes_per_second
                 )),
             host.map_or("–".into(), |h| h.stream_instances.to_string()),
+        );
+    }
+    let _ = writeln!(w);
+}
+
+/// The MCP scenario's ratios: each way's round trip against the MCP tools'.
+fn mcp_extra(w: &mut String, rows: &[&RunResult]) {
+    let way = |m: &str| rows.iter().find(|r| r.mode == m);
+    let Some(mcp) = way("mcp") else {
+        return;
+    };
+    let _ = writeln!(
+        w,
+        "| way | round trip p50 / p99 (ms) | ÷ MCP tools, round trip p50 / p99 |\n|---|---|---|"
+    );
+    for r in rows {
+        let _ = writeln!(
+            w,
+            "| {} | {:.2} / {:.2} | {} / {} |",
+            r.mode,
+            r.round_trip.p50,
+            r.round_trip.p99,
+            ratio(r.round_trip.p50, mcp.round_trip.p50),
+            ratio(r.round_trip.p99, mcp.round_trip.p99),
         );
     }
     let _ = writeln!(w);

@@ -42,6 +42,9 @@ use crate::server::{
     ADMIN, Backend, Balancer, HostFigures, HostSample, Server, stream_max_seconds,
 };
 
+mod mcp;
+pub use mcp::mcp;
+
 /// What a `kill -9` in the middle of a run cost.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]

@@ -613,3 +613,57 @@ fn relay_over_a_2025_stream_sends_elicitation_create_and_records_the_posted_answ
     );
     assert_eq!(r.status, 400);
 }
+
+#[test]
+fn a_url_question_is_relayed_in_url_mode_only_to_a_client_that_declared_it() {
+    let env = TestEnv::new();
+    let alice = Client::new(&env, "alice", json!({}), true);
+    let asked = alice.call(
+        "ask",
+        &json!({"to": "bob", "message": "sign in", "mode": "url",
+            "url": "https://example.com/login"}),
+    );
+    let id = asked["structuredContent"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A form-only client: the question is refused, not shown as a form.
+    let form_only = Client::new(&env, "bob", json!({"elicitation": {}}), true);
+    let r = form_only.call("relay_to_human", &json!({"id": id}));
+    assert_eq!(r["resultType"], "complete");
+    let refused = &r["structuredContent"]["refused"][0];
+    assert_eq!(refused["id"], json!(id));
+    assert!(
+        refused["problem"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("url-mode")
+    );
+    // A client that declared url mode gets the link (2026: no elicitationId); its accept is
+    // consent, recorded without content.
+    let bob = Client::new(&env, "bob", json!({"elicitation": {"url": {}}}), true);
+    let r = bob.call("relay_to_human", &json!({"id": id}));
+    let params = &r["inputRequests"][&id]["params"];
+    assert_eq!(params["mode"], "url");
+    assert_eq!(params["url"], "https://example.com/login");
+    assert!(params.get("elicitationId").is_none());
+    let retry = json!({"name": "relay_to_human", "arguments": {"id": id},
+        "inputResponses": {&id: {"action": "accept"}}, "requestState": r["requestState"]});
+    let done = json_of(&bob.send(&bob.request("tools/call", retry)))["result"].clone();
+    assert_eq!(
+        done["structuredContent"]["relayed"][0]["status"], "accepted",
+        "{done}"
+    );
+    // In a 2025 session the same question carries its elicitationId.
+    let e = crate::service::get(&env.store, "bob", &id, env.now());
+    let e = futures::FutureExt::now_or_never(e).unwrap().unwrap();
+    let caller = Caller {
+        agent: "bob".into(),
+        version: "2025-11-25".into(),
+        capabilities: json!({"elicitation": {"url": {}}}),
+        session: Some("mcp_x".into()),
+    };
+    let modes = relay::Modes::declared(&caller.capabilities).unwrap();
+    let params = relay::elicit_params(&e, &caller, modes).unwrap();
+    assert_eq!(params["elicitationId"], json!(id));
+}
