@@ -8,6 +8,7 @@
 //! missed. On Spin one watcher per instance polls the feed for all parked waits
 //! (`spin::watch`); the domain only needs the trait.
 
+use std::collections::{BTreeSet, VecDeque};
 use std::future::Future;
 
 use crate::changes;
@@ -103,6 +104,120 @@ pub async fn inbox<S: Store>(
     }
 }
 
+/// How many past polls [`Watchers`] remember for newcomers.
+pub const REMEMBERED: usize = 1024;
+
+/// The waits one poller of the change feed serves (on Spin, one per instance: `spin::watch`):
+/// who waits on which agents until when, and what the poller saw lately.
+///
+/// A wait names the feed position it needs changes after (`since`, read before it read what it
+/// waits on). A newcomer is not parked when the running poller already saw one of its agents
+/// change after `since`, or when `since` is older than anything the poller can vouch for — the
+/// position it started at, or the oldest poll it still remembers. The position a poller starts
+/// at is set the moment it is started, so a wait that joins before the poller's first poll is
+/// judged against it too. `W` is whatever wakes a parked wait when dropped.
+pub struct Watchers<W> {
+    waiters: Vec<Waiter<W>>,
+    /// Feed position after each recent poll, and the agents that poll reported (`None`: all).
+    recent: VecDeque<(i64, Option<BTreeSet<String>>)>,
+    /// The oldest position `recent` covers changes from.
+    covers_from: i64,
+    running: bool,
+}
+
+struct Waiter<W> {
+    agents: Vec<String>,
+    /// When it stops waiting anyway (ms).
+    until: u64,
+    _wake: W,
+}
+
+/// What joining came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Joined {
+    /// One of the agents may have changed already: look again instead of parking.
+    Changed,
+    /// Parked; start a poller at this position (none was running).
+    StartAt(i64),
+    /// Parked; the running poller will wake it.
+    Parked,
+}
+
+impl<W> Default for Watchers<W> {
+    fn default() -> Self {
+        Self {
+            waiters: Vec::new(),
+            recent: VecDeque::new(),
+            covers_from: 0,
+            running: false,
+        }
+    }
+}
+
+impl<W> Watchers<W> {
+    /// A wait on `agents` for changes after `since`, until `until` (ms), woken by dropping `wake`.
+    pub fn join(&mut self, agents: Vec<String>, since: i64, until: u64, wake: W) -> Joined {
+        if self.running && self.changed_since(&agents, since) {
+            return Joined::Changed;
+        }
+        self.waiters.push(Waiter {
+            agents,
+            until,
+            _wake: wake,
+        });
+        if self.running {
+            return Joined::Parked;
+        }
+        self.running = true;
+        self.recent.clear();
+        self.covers_from = since;
+        Joined::StartAt(since)
+    }
+
+    fn changed_since(&self, agents: &[String], since: i64) -> bool {
+        since < self.covers_from
+            || self.recent.iter().any(|(pos, changed)| {
+                *pos > since
+                    && changed
+                        .as_ref()
+                        .is_none_or(|set| agents.iter().any(|a| set.contains(a)))
+            })
+    }
+
+    /// The poller read the feed up to `position` at `now` (ms): the agents in `changed` (`None`:
+    /// possibly anyone; empty: nobody) changed. Wakes their waits, lets go of waits past their time, and
+    /// remembers the poll for newcomers.
+    pub fn polled(&mut self, position: i64, changed: Option<BTreeSet<String>>, now: u64) {
+        self.waiters.retain(|w| {
+            w.until > now
+                && !changed
+                    .as_ref()
+                    .is_none_or(|set| w.agents.iter().any(|a| set.contains(a)))
+        });
+        if changed.as_ref().is_some_and(BTreeSet::is_empty) {
+            return; // a quiet poll: nothing for newcomers to learn
+        }
+        self.recent.push_back((position, changed));
+        while self.recent.len() > REMEMBERED {
+            if let Some((pos, _)) = self.recent.pop_front() {
+                self.covers_from = pos;
+            }
+        }
+    }
+
+    /// Whether nobody waits (the poller may stop).
+    pub fn idle(&self) -> bool {
+        self.waiters.is_empty()
+    }
+
+    /// The poller stopped: whoever still waits is woken to look for themselves.
+    pub fn stopped(&mut self) {
+        self.running = false;
+        self.recent.clear();
+        self.waiters.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::cell::Cell;
@@ -146,6 +261,80 @@ mod tests {
         )
         .await
         .unwrap();
+    }
+
+    /// A wake handle that counts its drops.
+    struct Wake<'a>(&'a Cell<u32>);
+
+    impl Drop for Wake<'_> {
+        fn drop(&mut self) {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+
+    #[test]
+    fn a_wait_that_joins_before_the_pollers_first_poll_is_judged_against_its_start() {
+        let woken = Cell::new(0);
+        let mut w = Watchers::default();
+        // A poller ran before and stopped at an old position.
+        assert_eq!(
+            w.join(vec!["x".into()], 10, 9_999, Wake(&woken)),
+            Joined::StartAt(10)
+        );
+        w.polled(50, Some(BTreeSet::new()), 0);
+        w.stopped();
+        assert_eq!(woken.get(), 1);
+        // A wait from position 100 starts a new poller there; one that read position 95 before it
+        // joins next: the poller will not read 96..=100, so it must look again at once.
+        assert_eq!(
+            w.join(vec!["a".into()], 100, 9_999, Wake(&woken)),
+            Joined::StartAt(100)
+        );
+        assert_eq!(
+            w.join(vec!["b".into()], 95, 9_999, Wake(&woken)),
+            Joined::Changed
+        );
+        assert_eq!(
+            w.join(vec!["b".into()], 100, 9_999, Wake(&woken)),
+            Joined::Parked
+        );
+    }
+
+    #[test]
+    fn a_poll_wakes_the_waits_of_the_agents_it_names_and_newcomers_it_already_passed() {
+        let woken = Cell::new(0);
+        let mut w = Watchers::default();
+        assert_eq!(
+            w.join(vec!["a".into()], 7, 9_999, Wake(&woken)),
+            Joined::StartAt(7)
+        );
+        assert_eq!(
+            w.join(vec!["b".into()], 7, 9_999, Wake(&woken)),
+            Joined::Parked
+        );
+        w.polled(9, Some(BTreeSet::from(["a".to_string()])), 0);
+        assert_eq!(woken.get(), 1, "a's wait, not b's");
+        // A newcomer that read position 8 missed a's change at 9 (it is not parked: its handle
+        // goes at once); one that read 9 did not.
+        assert_eq!(
+            w.join(vec!["a".into()], 8, 9_999, Wake(&woken)),
+            Joined::Changed
+        );
+        assert_eq!(woken.get(), 2);
+        assert_eq!(
+            w.join(vec!["a".into()], 9, 9_999, Wake(&woken)),
+            Joined::Parked
+        );
+        // "Anyone may have changed" wakes everybody; a wait past its time is let go.
+        w.polled(10, None, 0);
+        assert_eq!(woken.get(), 4);
+        assert!(w.idle());
+        assert_eq!(
+            w.join(vec!["c".into()], 10, 500, Wake(&woken)),
+            Joined::Parked
+        );
+        w.polled(10, Some(BTreeSet::new()), 500);
+        assert!(w.idle());
     }
 
     #[test]
