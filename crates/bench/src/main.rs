@@ -134,11 +134,15 @@ pub struct RunArgs {
     pub nodes: Vec<usize>,
     /// MCP: pairs of agents doing round trips at once (each way: MCP tools, plain HTTP, the
     /// legacy polling tool).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 100)]
     pub mcp_pairs: usize,
     /// MCP: sequential round trips per pair.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 10)]
     pub mcp_rounds: u64,
+    /// MCP: milliseconds between the questions of one pair (the polling tool needs about a
+    /// second per round trip, so every way can keep this pace).
+    #[arg(long, default_value_t = 2000)]
+    pub mcp_interval_ms: u64,
     /// Modes to run (comma-separated: push, poll, floor).
     #[arg(long, value_delimiter = ',', default_value = "push,poll,floor")]
     pub modes: Vec<String>,

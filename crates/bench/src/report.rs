@@ -136,7 +136,7 @@ const SCENARIOS: [(&str, &str); 11] = [
     ),
     (
         "mcp",
-        "10. MCP — pairs of agents doing sequential round trips at once: over the MCP tools (`ask` with `waitSeconds`, the addressee in `inbox` with `waitSeconds`, then `respond`), over the plain HTTP API (the addressee's SSE stream, `POST …/response`, the asker's `?wait=` read), and over the deprecated `wait_for_messages` MCP tool (both agents polling)",
+        "10. MCP — pairs of agents doing paced sequential round trips, the same load three ways: over the MCP tools (`ask` with `waitSeconds`, the addressee in `inbox` with `waitSeconds`, then `respond`), over the plain HTTP API (the addressee's SSE stream, `POST …/response`, the asker's `?wait=` read), and over the deprecated `wait_for_messages` MCP tool (both agents polling)",
     ),
 ];
 
@@ -402,8 +402,8 @@ fn method(
     );
     let _ = writeln!(
         w,
-        "- MCP: {} pairs (agent 2p asks agent 2p+1), each doing {} round trips one after the other, all pairs at once, each way on a fresh server on the first backend. **mcp**: both agents in 2025-11-25 sessions on `/mcp`; the addressee loops on `inbox {{waitSeconds: 25, since}}` and answers each question with `respond`; the asker calls `ask {{…, waitSeconds: 25}}`, which returns with the answer (delivery = `ask` sent → the addressee's `inbox` returned it; round trip = `ask` sent → `ask` returned it; no separate create acknowledgement exists, so created/s counts the `ask` responses). **http**: the addressee holds its SSE stream and answers with `POST /v1/elicitations/:id/response`; the asker `POST`s the create and reads it with `?wait=25` (delivery = create sent → the stream's event; round trip = create sent → the wait returned the answer). **mcp-poll**: both agents loop on the deprecated `wait_for_messages {{since, timeout: 25}}` tool, which looks at the store every `legacy_poll_ms` (1000 ms); the asker calls `ask` without waiting, then polls until its answered event.",
-        args.mcp_pairs, args.mcp_rounds,
+        "- MCP: {} pairs (agent 2p asks agent 2p+1), each doing {} round trips one after the other, one every {} ms per pair (the pairs' first questions spread over one interval; a round trip that takes longer delays the next), each way on a fresh server on the first backend, so every way is offered the same load. **mcp**: both agents in 2025-11-25 sessions on `/mcp`; the addressee loops on `inbox {{waitSeconds: 25, since}}` and answers each question with `respond`; the asker calls `ask {{…, waitSeconds: 25}}`, which returns with the answer (delivery = `ask` sent → the addressee's `inbox` returned it; round trip = `ask` sent → `ask` returned it; no separate create acknowledgement exists, so created/s counts the `ask` responses). **http**: the addressee holds its SSE stream and answers with `POST /v1/elicitations/:id/response`; the asker `POST`s the create and reads it with `?wait=25` (delivery = create sent → the stream's event; round trip = create sent → the wait returned the answer). **mcp-poll**: both agents loop on the deprecated `wait_for_messages {{since, timeout: 25}}` tool, which looks at the store every `legacy_poll_ms` (1000 ms); the asker calls `ask` without waiting, then polls until its answered event.",
+        args.mcp_pairs, args.mcp_rounds, args.mcp_interval_ms,
     );
     let _ = writeln!(
         w,

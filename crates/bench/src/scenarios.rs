@@ -596,6 +596,9 @@ struct Step {
     outage_errors: BTreeMap<String, u64>,
     ramp: Vec<RampStep>,
     node_idle_cpu_percent: Vec<f64>,
+    /// The creates the step's own agents counted accepted, when they are not the shared agents'
+    /// (the MCP scenario's): the host's work is divided by these.
+    accepted: Option<u64>,
 }
 
 impl Step {
@@ -617,6 +620,7 @@ impl Step {
             outage_errors: BTreeMap::new(),
             ramp: Vec::new(),
             node_idle_cpu_percent: Vec::new(),
+            accepted: None,
         }
     }
 }
@@ -680,7 +684,7 @@ async fn finish(s: &Session, mark: &Mark, step: Step) -> RunResult {
     let pct = |h: &Option<hdrhistogram::Histogram<u64>>| {
         h.as_ref().map(Percentiles::of).unwrap_or_default()
     };
-    let accepted = c.accepted - mark.counts.accepted;
+    let accepted = step.accepted.unwrap_or(c.accepted - mark.counts.accepted);
     let delivered = c.delivered - mark.counts.delivered;
     let answered = c.answered - mark.counts.answered;
     let secs = mark.at.elapsed().as_secs_f64().max(1e-9);

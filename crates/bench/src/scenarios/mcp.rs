@@ -1,6 +1,8 @@
 //! The `mcp` scenario: `--mcp-pairs` pairs of agents, each pair doing `--mcp-rounds` sequential
 //! round trips (the asker asks, the addressee learns of it and accepts, the asker learns of the
-//! answer), all pairs at once, three ways on a fresh server each:
+//! answer), one every `--mcp-interval-ms` per pair (the pairs' starts spread over one interval;
+//! a round trip that takes longer delays the next one), three ways on a fresh server each, so
+//! every way is offered the same load:
 //!
 //! - **mcp** — both agents in MCP sessions (2025-11-25, over `/mcp`): the addressee sits in
 //!   `inbox {waitSeconds: 25, since}` and answers with `respond`; the asker calls `ask` with
@@ -240,11 +242,17 @@ struct Run {
     base: String,
     http: reqwest::Client,
     t: Shared,
+    /// When the first pair asks first, the pairs, and the time between a pair's questions.
+    start: Instant,
+    pairs: usize,
+    interval: Duration,
 }
 
 /// Who answers: sits in its way's wait and accepts what arrives, until aborted.
 async fn addressee(run: Run, token: String, me: String) {
-    let Run { way, base, http, t } = run;
+    let Run {
+        way, base, http, t, ..
+    } = run;
     match way {
         Way::Mcp => {
             let Ok(s) = McpSession::open(&http, &base, &token).await else {
@@ -361,7 +369,15 @@ async fn addressee(run: Run, token: String, me: String) {
 
 /// Who asks: `rounds` questions one after the other, each once the previous answer arrived.
 async fn asker(run: Run, token: String, to: String, pair: usize, rounds: u64) {
-    let Run { way, base, http, t } = run;
+    let first = run.start + run.interval.mul_f64(pair as f64 / run.pairs.max(1) as f64);
+    let Run {
+        way,
+        base,
+        http,
+        t,
+        interval,
+        ..
+    } = run;
     let session = match way {
         Way::Http => None,
         _ => match McpSession::open(&http, &base, &token).await {
@@ -371,6 +387,8 @@ async fn asker(run: Run, token: String, to: String, pair: usize, rounds: u64) {
     };
     let mut since = 0;
     for round in 0..rounds {
+        let due = first + interval.mul_f64(round as f64);
+        tokio::time::sleep_until(due.into()).await;
         let key = format!("pair {pair} round {round}");
         let sent = t.sent(&key);
         let settled = match (way, &session) {
@@ -493,11 +511,15 @@ pub async fn mcp(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
         };
         let s = Session::open(args, variant, 2 * pairs, HashSet::new()).await?;
         let tally = Shared(Arc::new(Mutex::new(Tally::new())));
-        let run = Run {
+        let interval = Duration::from_millis(args.mcp_interval_ms.max(1));
+        let mut run = Run {
             way,
             base: s.server.base.clone(),
             http: s.ctx.http.clone(),
             t: tally.clone(),
+            start: Instant::now(),
+            pairs,
+            interval,
         };
         let answering: Vec<JoinHandle<()>> = (0..pairs)
             .map(|p| {
@@ -510,6 +532,7 @@ pub async fn mcp(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
         let progress = Progress::start(format!("mcp, {}", way.name()), s.ctx.metrics.clone());
         let mark = Mark::now(&s).await;
         let started = Instant::now();
+        run.start = started;
         let asking: Vec<JoinHandle<()>> = (0..pairs)
             .map(|p| {
                 let i = 2 * p;
@@ -522,7 +545,7 @@ pub async fn mcp(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
                 ))
             })
             .collect();
-        let limit = Duration::from_secs(60 + 5 * rounds);
+        let limit = interval.mul_f64(rounds as f64 + 1.0) + Duration::from_secs(60);
         if tokio::time::timeout(limit, futures::future::join_all(asking))
             .await
             .is_err()
@@ -536,12 +559,16 @@ pub async fn mcp(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
         drop(progress);
         let mut step = Step::new(
             "mcp",
-            format!("{pairs} pairs × {rounds} round trips"),
+            format!(
+                "{pairs} pairs × {rounds} round trips, one per {:.1} s per pair",
+                interval.as_secs_f64()
+            ),
             2 * pairs,
             0,
         );
         step.seconds = seconds;
         step.rss_connected = s.server.rss();
+        step.accepted = Some(tally.with(|t| t.accepted));
         let mut r = finish(&s, &mark, step).await;
         tally.with(|t| {
             r.mode = way.name().to_string();

@@ -267,7 +267,7 @@ async fn serve<E: Env>(env: &E, req: &Request, settings: &Settings) -> Result<Re
                     Err(message) => return Ok(Response::json(400, &message(id)).into()),
                 },
                 None if method == "initialize" => {
-                    return session::initialize(env, req, &agent, id, &params, settings).await;
+                    return session::initialize(env, &agent, id, &params, settings).await;
                 }
                 None if method == "server/discover" => Caller {
                     agent,

@@ -47,7 +47,6 @@ pub fn negotiate(requested: &str) -> &'static str {
 /// `MCP-Session-Id`.
 pub(super) async fn initialize<E: Env>(
     env: &E,
-    _req: &Request,
     agent: &str,
     id: &Value,
     params: &Map<String, Value>,
