@@ -163,6 +163,21 @@ fn internal(what: &str) -> api::Response {
     api::Response::problem(&crate::Error::Storage(what.to_string()))
 }
 
+/// A `text/event-stream` response (not cached, not buffered by proxies such as nginx) and the
+/// writer of its body.
+pub(super) fn open_sse() -> Option<(BodyWriter, WasiResponse)> {
+    let headers = [
+        ("content-type", "text/event-stream"),
+        ("cache-control", "no-cache"),
+        ("x-accel-buffering", "no"),
+    ]
+    .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()));
+    let fields = Fields::from_list(&headers).ok()?;
+    let (body, body_rx, result_rx) = BodyWriter::new();
+    let (response, _sent) = WasiResponse::new(fields, Some(body_rx), result_rx);
+    Some((body, response))
+}
+
 /// Serves one event-stream request: checks it, opens the body and gives it to the hub.
 pub async fn serve(req: Request) -> WasiResponse {
     let (req, secrets, store) = match prepare(req).await {
@@ -182,17 +197,9 @@ pub async fn serve(req: Request) -> WasiResponse {
         Err(e) => return to_wasi(api::Response::problem(&e.into())),
     };
     let opts = StreamOptions::load().await;
-    let headers = [
-        ("content-type", "text/event-stream"),
-        ("cache-control", "no-cache"),
-        ("x-accel-buffering", "no"),
-    ]
-    .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()));
-    let Ok(fields) = Fields::from_list(&headers) else {
+    let Some((body, response)) = open_sse() else {
         return to_wasi(internal("stream headers"));
     };
-    let (body, body_rx, result_rx) = BodyWriter::new();
-    let (response, _sent) = WasiResponse::new(fields, Some(body_rx), result_rx);
     let job = Job {
         agent: start.agent,
         head,

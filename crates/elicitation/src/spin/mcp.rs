@@ -96,17 +96,9 @@ impl relay::Outbound for Sse {
 }
 
 fn stream(env: SpinEnv, job: relay::Streamed) -> WasiResponse {
-    let headers = [
-        ("content-type", "text/event-stream"),
-        ("cache-control", "no-cache"),
-        ("x-accel-buffering", "no"),
-    ]
-    .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()));
-    let Ok(fields) = Fields::from_list(&headers) else {
+    let Some((body, response)) = super::events::open_sse() else {
         return to_wasi(internal());
     };
-    let (body, body_rx, result_rx) = BodyWriter::new();
-    let (response, _sent) = WasiResponse::new(fields, Some(body_rx), result_rx);
     spin_sdk::wasip3::spawn(async move {
         let mut out = Sse(body);
         job.run(&env, &mut out).await;
