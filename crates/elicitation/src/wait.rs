@@ -46,6 +46,22 @@ pub async fn settled<S: Store>(
     clock: &impl Fn() -> Timestamp,
     changes: &impl Changes,
 ) -> Result<Elicitation, Error> {
+    let no_interrupt = async || Ok(None::<std::convert::Infallible>);
+    let settled = settled_or(store, actor, id, wait_ms, clock, changes, no_interrupt).await?;
+    Ok(settled.unwrap_or_else(|never| match never {}))
+}
+
+/// [`settled`], also ending as soon as `interrupt` — asked each time the elicitation is found
+/// still pending, before the wait is over — has something to say (`Err` of the result).
+pub async fn settled_or<S: Store, T>(
+    store: &S,
+    actor: &str,
+    id: &str,
+    wait_ms: u64,
+    clock: &impl Fn() -> Timestamp,
+    changes: &impl Changes,
+    mut interrupt: impl AsyncFnMut() -> Result<Option<T>, Error>,
+) -> Result<Result<Elicitation, T>, Error> {
     let started = clock();
     let mut since = if wait_ms > 0 {
         changes::position(store).await?
@@ -54,9 +70,15 @@ pub async fn settled<S: Store>(
     };
     let mut e = service::get(store, actor, id, started).await?;
     loop {
+        if e.status != Status::Pending {
+            return Ok(Ok(e));
+        }
+        if let Some(said) = interrupt().await? {
+            return Ok(Err(said));
+        }
         let now = clock();
-        if e.status != Status::Pending || started.millis_until(now) >= wait_ms {
-            return Ok(e);
+        if started.millis_until(now) >= wait_ms {
+            return Ok(Ok(e));
         }
         let left = wait_ms - started.millis_until(now);
         let ms = left.min(now.millis_until(e.expires_at).max(1));

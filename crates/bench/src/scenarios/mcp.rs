@@ -229,6 +229,15 @@ impl McpSession {
         }
         Ok(result["structuredContent"].clone())
     }
+
+    /// The addressee learned of question `e`: counts its delivery and accepts it with `respond`.
+    async fn accept(&self, e: &Value, t: &Shared) {
+        t.delivered(e["message"].as_str().unwrap_or(""));
+        let answer = json!({"id": e["id"], "action": "accept", "content": {"ok": true}});
+        if let Err(err) = self.call("respond", answer).await {
+            t.error(err);
+        }
+    }
 }
 
 fn form() -> Value {
@@ -272,12 +281,7 @@ async fn addressee(run: Run, token: String, me: String) {
                 };
                 since = page["position"].as_i64().unwrap_or(since);
                 for e in page["items"].as_array().into_iter().flatten() {
-                    t.delivered(e["message"].as_str().unwrap_or(""));
-                    let answer =
-                        json!({"id": e["id"], "action": "accept", "content": {"ok": true}});
-                    if let Err(e) = s.call("respond", answer).await {
-                        t.error(e);
-                    }
+                    s.accept(e, &t).await;
                 }
             }
         }
@@ -302,13 +306,7 @@ async fn addressee(run: Run, token: String, me: String) {
                     if ev["eventType"] != "elicitation.created" {
                         continue;
                     }
-                    let e = &ev["data"]["elicitation"];
-                    t.delivered(e["message"].as_str().unwrap_or(""));
-                    let answer =
-                        json!({"id": e["id"], "action": "accept", "content": {"ok": true}});
-                    if let Err(e) = s.call("respond", answer).await {
-                        t.error(e);
-                    }
+                    s.accept(&ev["data"]["elicitation"], &t).await;
                 }
             }
         }

@@ -139,7 +139,7 @@ pub fn failure(id: &Value, code: i64, message: &str, data: Option<Value>) -> Val
     json!({"jsonrpc": "2.0", "id": id, "error": error})
 }
 
-fn rpc(message: &Value) -> Response {
+pub(super) fn rpc(message: &Value) -> Response {
     Response::json(200, message)
 }
 

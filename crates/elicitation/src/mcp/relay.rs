@@ -516,27 +516,18 @@ impl Streamed {
         e: &Elicitation,
         wait_ms: u64,
     ) -> Result<Result<Elicitation, Value>, Error> {
-        let agent = &self.caller.agent;
         let note = keys::relay_refusal(session, &e.id);
-        let started = env.now();
-        loop {
-            let since = changes::position(env.store()).await?;
-            let now = service::get(env.store(), agent, &e.id, env.now()).await?;
-            if now.status != Status::Pending {
-                return Ok(Ok(now));
-            }
-            if let Some(raw) = env.store().get(&note).await? {
-                env.store().delete_many(std::slice::from_ref(&note)).await?;
-                let problem = serde_json::from_slice(&raw).unwrap_or_else(|_| json!({}));
-                return Ok(Err(problem));
-            }
-            let elapsed = started.millis_until(env.now());
-            if elapsed >= wait_ms {
-                return Ok(Ok(now));
-            }
-            let ms = (wait_ms - elapsed).min(env.now().millis_until(now.expires_at).max(1));
-            env.until_changed(vec![now.from.clone(), now.to.clone()], since, ms)
-                .await;
-        }
+        let refused = async || -> Result<Option<Value>, Error> {
+            let Some(raw) = env.store().get(&note).await? else {
+                return Ok(None);
+            };
+            env.store().delete_many(std::slice::from_ref(&note)).await?;
+            Ok(Some(
+                serde_json::from_slice(&raw).unwrap_or_else(|_| json!({})),
+            ))
+        };
+        let clock = || env.now();
+        let agent = &self.caller.agent;
+        wait::settled_or(env.store(), agent, &e.id, wait_ms, &clock, env, refused).await
     }
 }

@@ -13,9 +13,9 @@ use serde_json::{Map, Value, json};
 
 use super::{
     Caller, Env, INSTRUCTIONS, INVALID_PARAMS, LATEST_SESSION_VERSION, Reply, SESSION_VERSIONS,
-    Settings, capabilities, failure, server_info, success,
+    Settings, capabilities, failure, rpc, server_info, success,
 };
-use crate::api::{Request, Response};
+use crate::api::Request;
 use crate::error::Error;
 use crate::keys;
 use crate::store::Store;
@@ -57,11 +57,11 @@ pub(super) async fn initialize<E: Env>(
         params.get("capabilities").cloned().unwrap_or(json!({})),
     ) else {
         let message = "initialize needs a protocolVersion";
-        return Ok(Response::json(200, &failure(id, INVALID_PARAMS, message, None)).into());
+        return Ok(rpc(&failure(id, INVALID_PARAMS, message, None)).into());
     };
     if !capabilities_declared.is_object() {
         let message = "capabilities must be an object";
-        return Ok(Response::json(200, &failure(id, INVALID_PARAMS, message, None)).into());
+        return Ok(rpc(&failure(id, INVALID_PARAMS, message, None)).into());
     }
     let version = negotiate(requested);
     let session_id = format!(
@@ -85,7 +85,7 @@ pub(super) async fn initialize<E: Env>(
         "serverInfo": server_info(),
         "instructions": INSTRUCTIONS,
     });
-    Ok(Response::json(200, &success(id, &result))
+    Ok(rpc(&success(id, &result))
         .with_header("mcp-session-id", session_id)
         .into())
 }

@@ -149,7 +149,7 @@ thread_local! {
 }
 
 /// Converts a plain response (an error, here) into the WASI response this handler returns.
-fn to_wasi(resp: api::Response) -> WasiResponse {
+pub(super) fn to_wasi(resp: api::Response) -> WasiResponse {
     match into_response(resp).into_response() {
         Ok(r) => r,
         Err(_) => {
@@ -159,7 +159,7 @@ fn to_wasi(resp: api::Response) -> WasiResponse {
     }
 }
 
-fn internal(what: &str) -> api::Response {
+pub(super) fn internal(what: &str) -> api::Response {
     api::Response::problem(&crate::Error::Storage(what.to_string()))
 }
 

@@ -3,10 +3,11 @@
 //! domain; this is the glue.
 
 use spin_sdk::http::{IntoResponse, Request};
-use spin_sdk::wasip3::http::types::{Fields, Response as WasiResponse};
+use spin_sdk::wasip3::http::types::Response as WasiResponse;
 use spin_sdk::wasip3::http_compat::BodyWriter;
 
-use super::{SpinStore, into_response, new_id, number_variable, prepare, read_options, sleep_ms};
+use super::events::{internal, open_sse, to_wasi};
+use super::{SpinStore, new_id, number_variable, prepare, read_options, sleep_ms};
 use crate::api;
 use crate::mcp::{self, Env, Reply, relay};
 use crate::time::Timestamp;
@@ -57,17 +58,15 @@ async fn settings(secrets: api::Secrets) -> mcp::Settings {
     }
 }
 
-fn to_wasi(resp: api::Response) -> WasiResponse {
-    into_response(resp)
-        .into_response()
-        .unwrap_or_else(|_| WasiResponse::new(Fields::new(), None, BodyWriter::new().2).0)
-}
-
 /// Serves one request to `/mcp`.
 pub async fn serve(req: Request) -> WasiResponse {
     let (req, secrets, store) = match prepare(req).await {
         Ok(x) => x,
-        Err(resp) => return resp.into_response().unwrap_or_else(|_| to_wasi(internal())),
+        Err(resp) => {
+            return resp
+                .into_response()
+                .unwrap_or_else(|_| to_wasi(internal("response")));
+        }
     };
     let settings = settings(secrets).await;
     let env = SpinEnv(store);
@@ -75,10 +74,6 @@ pub async fn serve(req: Request) -> WasiResponse {
         Reply::Done(resp) => to_wasi(resp),
         Reply::Stream(job) => stream(env, *job),
     }
-}
-
-fn internal() -> api::Response {
-    api::Response::problem(&crate::Error::Storage("response".into()))
 }
 
 /// The SSE body of one relay, written by a task of its own.
@@ -96,8 +91,8 @@ impl relay::Outbound for Sse {
 }
 
 fn stream(env: SpinEnv, job: relay::Streamed) -> WasiResponse {
-    let Some((body, response)) = super::events::open_sse() else {
-        return to_wasi(internal());
+    let Some((body, response)) = open_sse() else {
+        return to_wasi(internal("stream headers"));
     };
     spin_sdk::wasip3::spawn(async move {
         let mut out = Sse(body);

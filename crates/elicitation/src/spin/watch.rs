@@ -65,21 +65,15 @@ async fn watcher(from: i64) {
         pace.wait().await;
         let now = Timestamp::now();
         let poll = feed.poll(&store, now).await.unwrap_or(Poll::Everything);
-        let changed = match poll {
-            Poll::Quiet => None,
-            Poll::Agents(agents) => Some(Some(agents.into_keys().collect::<BTreeSet<String>>())),
-            Poll::Everything => Some(None),
-        };
-        match changed {
-            // Nothing new: only waits past their time are let go.
-            None => WATCH.with(|w| {
-                w.borrow_mut()
-                    .polled(feed.position(), Some(BTreeSet::new()), now.0)
-            }),
-            Some(changed) => {
-                pace.changed(now);
-                WATCH.with(|w| w.borrow_mut().polled(feed.position(), changed, now.0));
-            }
+        if !matches!(poll, Poll::Quiet) {
+            pace.changed(now);
         }
+        // Nobody (a quiet poll still lets go of waits past their time), these agents, or anyone.
+        let changed = match poll {
+            Poll::Quiet => Some(BTreeSet::new()),
+            Poll::Agents(agents) => Some(agents.into_keys().collect()),
+            Poll::Everything => None,
+        };
+        WATCH.with(|w| w.borrow_mut().polled(feed.position(), changed, now.0));
     }
 }
