@@ -184,3 +184,82 @@ fn the_store_persists_across_a_restart() {
         !e2e::on_redis()
     );
 }
+
+/// A probe host whose component has one instance that serves two requests at a time, and room
+/// for `queued` more to wait.
+fn capped_probe(queued: usize) -> Host {
+    let queued = queued.to_string();
+    Host::start(
+        &repo().join("tests/probe/spin.toml"),
+        &[
+            "--component-max-instances",
+            "probe=1",
+            "--component-concurrent-reuse",
+            "probe=2",
+            "--max-queued-requests",
+            &queued,
+        ],
+    )
+}
+
+#[test]
+fn requests_beyond_a_capped_component_wait_their_turn_in_order() {
+    let host = capped_probe(16);
+    let c = host.client();
+    c.get("/exact", None).expect(200);
+    // Ten requests of 300 ms, sent 20 ms apart, into room for two at a time: five rounds. Each
+    // is answered, and they finish in the order they arrived.
+    let started = std::time::Instant::now();
+    let finished = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let threads: Vec<_> = (0..10)
+        .map(|i| {
+            let (c, finished) = (c.clone(), finished.clone());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            std::thread::spawn(move || {
+                c.get("/probe/hold/300", None).expect(200);
+                finished.lock().unwrap().push(i);
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let took = started.elapsed();
+    assert_eq!(*finished.lock().unwrap(), (0..10).collect::<Vec<_>>());
+    assert!(
+        took >= std::time::Duration::from_millis(1500) && took < std::time::Duration::from_secs(4),
+        "two at a time, five rounds of 300 ms: {took:?}"
+    );
+    let stats = c.get("/.well-known/spin/stats", None).expect(200);
+    let queue = &stats["components"]["probe"]["queue"];
+    assert!(queue["waited"].as_u64().unwrap() >= 8, "{queue}");
+    assert_eq!(queue["rejected"], 0, "{queue}");
+}
+
+#[test]
+fn a_full_queue_is_a_503_with_retry_after_and_the_rest_are_served() {
+    let host = capped_probe(2);
+    let c = host.client();
+    c.get("/exact", None).expect(200);
+    // Two in the instance and two waiting fill it: the next ones are turned away at once.
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let c = c.clone();
+            let t = std::thread::spawn(move || c.get("/probe/hold/1500", None).status);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            t
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let asked = std::time::Instant::now();
+    let r = c.get("/probe/hold/0", None);
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(asked.elapsed() < std::time::Duration::from_millis(500));
+    let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(statuses, [200; 4]);
+    let stats = c.get("/.well-known/spin/stats", None).expect(200);
+    assert_eq!(stats["components"]["probe"]["queue"]["rejected"], 1);
+    // And with room again, a request is served.
+    c.get("/probe/hold/0", None).expect(200);
+}

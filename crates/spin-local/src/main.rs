@@ -11,6 +11,7 @@
 //!
 //! `spin-local build` runs each component's `[component.<id>.build]` command; `--up` then serves.
 
+mod admission;
 mod capabilities;
 mod kv;
 mod manifest;
@@ -106,6 +107,10 @@ struct UpArgs {
     /// Instances (across all components) the pooling allocator makes room for.
     #[arg(long, default_value_t = 2048)]
     max_instances: u32,
+    /// Requests per component that may wait, in order, for room in its instances; one more is
+    /// answered 503 with `Retry-After`.
+    #[arg(long, default_value_t = 4096)]
+    max_queued_requests: usize,
     /// Stop when standard input reaches its end: a test harness or script that holds the other end
     /// of a pipe never leaves a host running after it exits, however it exits.
     #[arg(long)]
@@ -200,6 +205,7 @@ fn up(args: &UpArgs) -> anyhow::Result<()> {
         concurrent_reuse_overrides,
         max_instances_per_component,
         max_instances: args.max_instances.max(16),
+        max_queued_requests: args.max_queued_requests.max(1),
     };
 
     let runtime = tokio::runtime::Runtime::new()?;

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,7 @@ use wasmtime_wasi_http::handler::{
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use crate::admission::InstanceCap;
 use crate::capabilities::{self, CapabilityView, Grants};
 use crate::kv::Stores;
 use crate::manifest::{App, RouteDecl};
@@ -61,6 +62,8 @@ pub struct ServeOptions {
     pub max_instances_per_component: BTreeMap<String, usize>,
     /// Instances the pooling allocator reserves room for.
     pub max_instances: u32,
+    /// Requests per component that may wait for room in its instances.
+    pub max_queued_requests: usize,
 }
 
 /// Set once the server stops accepting: instances cancelled by the shutdown are not errors.
@@ -183,34 +186,6 @@ impl Worker {
     }
 }
 
-/// How many instances of a component may accept requests at once.
-struct InstanceCap {
-    limit: usize,
-    accepting: AtomicUsize,
-    /// Refused requests of a capped component trying again at once: the others wait here in order
-    /// instead of all retrying against a busy instance.
-    admission: tokio::sync::Semaphore,
-}
-
-/// Refused requests of a capped component trying again at once.
-const ADMISSION: usize = 4;
-
-/// A retry not refused within this long has been taken in by an instance.
-const ADMITTED_AFTER: Duration = Duration::from_millis(5);
-
-impl InstanceCap {
-    /// Takes a place for a new instance, if there is one.
-    fn acquire(&self) -> bool {
-        self.accepting
-            .fetch_update(Relaxed, Relaxed, |n| (n < self.limit).then_some(n + 1))
-            .is_ok()
-    }
-
-    fn release(&self) {
-        self.accepting.fetch_sub(1, Relaxed);
-    }
-}
-
 /// Instantiation refused because the component has as many accepting instances as it may; the
 /// request waits for room in one of them.
 #[derive(Debug)]
@@ -224,9 +199,12 @@ impl std::fmt::Display for AtCapacity {
 
 impl std::error::Error for AtCapacity {}
 
+/// Told when an instance takes the request in.
+struct Admitted(tokio::sync::oneshot::Sender<()>);
+
 impl WorkerState for Worker {
     type StoreData = HostState;
-    type RequestData = ();
+    type RequestData = Admitted;
 
     fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
         if total >= self.reuse.max_instance_reuse_count {
@@ -235,6 +213,7 @@ impl WorkerState for Worker {
         } else if concurrent >= self.reuse.max_instance_concurrent_reuse_count {
             ShouldAccept::No
         } else {
+            self.cap.instance_has_room();
             ShouldAccept::Yes
         }
     }
@@ -242,9 +221,11 @@ impl WorkerState for Worker {
     fn on_request_start(
         &self,
         _: StoreContextMut<'_, HostState>,
-        _: (),
+        admitted: Admitted,
         _: GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
+        // The request is in: the next one in the queue may be handed in.
+        let _ = admitted.0.send(());
         // Requests never expire on the host side; a streaming response ends when the guest ends it.
         Box::pin(std::future::pending())
     }
@@ -454,16 +435,15 @@ impl Server {
                 ProxyHandler::new(Handler {
                     id: id.as_str().into(),
                     server,
-                    stats: component_stats,
-                    cap: Arc::new(InstanceCap {
-                        limit: opts
-                            .max_instances_per_component
+                    stats: component_stats.clone(),
+                    cap: Arc::new(InstanceCap::new(
+                        opts.max_instances_per_component
                             .get(id)
                             .copied()
                             .unwrap_or(default_cap),
-                        accepting: AtomicUsize::new(0),
-                        admission: tokio::sync::Semaphore::new(ADMISSION),
-                    }),
+                        opts.max_queued_requests,
+                        component_stats.clone(),
+                    )),
                 }),
             );
         }
@@ -615,50 +595,57 @@ impl Server {
         let body = body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync();
         let mut request = Request::from_parts(parts, body);
         let cap = &handler.state().cap;
-        let mut refused_before = false;
-        let mut waited = 0u32;
+        let Some(place) = cap.enter() else {
+            // The queue is full: answered at once, and the request never reached the component.
+            return unavailable();
+        };
+        let queued_at = Instant::now();
+        let mut head = Some(cap.head(&place).await);
+        let mut place = Some(place);
+        let mut refused = false;
         // The error, and whether it is that no instance could be made at all.
         let (e, no_instance) = loop {
-            let attempt = handler.handle((), request);
-            let result = if refused_before {
-                // Refused requests try again a few at a time, so a crowd of them does not keep a
-                // busy instance's caller spinning; one not refused again within ADMITTED_AFTER was
-                // taken in, and lets the next one try while it waits for its response.
-                let permit = cap.admission.acquire().await.ok();
-                let mut attempt = std::pin::pin!(attempt);
+            let room = head.as_ref().map(|h| h.room());
+            let mut room = std::pin::pin!(room);
+            if let Some(r) = room.as_mut().as_pin_mut() {
+                r.enable();
+            }
+            let (tx, mut admitted) = tokio::sync::oneshot::channel();
+            let mut attempt = std::pin::pin!(handler.handle(Admitted(tx), request));
+            let result = loop {
                 tokio::select! {
-                    r = &mut attempt => r,
-                    () = tokio::time::sleep(ADMITTED_AFTER) => {
-                        drop(permit);
-                        attempt.await
+                    biased;
+                    r = &mut attempt => break r,
+                    Ok(()) = &mut admitted, if head.is_some() => {
+                        // Taken in: leave the queue and let the next request be handed in.
+                        cap.admitted(queued_at.elapsed(), refused);
+                        head = None;
+                        place = None;
                     }
                 }
-            } else {
-                attempt.await
             };
             let e = match result {
-                Ok(resp) => return resp,
+                Ok(resp) => return counted(resp, &handler.state().stats),
                 Err(e) => e,
             };
-            // At the instance cap: wait for room in a running instance, then hand the request in again.
-            match e.downcast::<InstantiationError<()>>() {
-                Ok(refused) if refused.error.downcast_ref::<AtCapacity>().is_some() => {
-                    request = match refused.request.into_inner() {
+            match e.downcast::<InstantiationError<Admitted>>() {
+                // At the instance cap: wait for room, then hand the same request in again.
+                Ok(refused_now) if refused_now.error.downcast_ref::<AtCapacity>().is_some() => {
+                    request = match refused_now.request.into_inner() {
                         Ok(r) => r,
                         Err(poisoned) => poisoned.into_inner(),
                     };
-                    refused_before = true;
-                    waited += 1;
-                    if waited <= 4 {
-                        tokio::task::yield_now().await;
-                    } else {
-                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    refused = true;
+                    if let Some(r) = room.as_mut().as_pin_mut() {
+                        r.await;
                     }
                 }
-                Ok(refused) => break (refused.into(), true),
+                Ok(refused_now) => break (refused_now.into(), true),
                 Err(e) => break (e, false),
             }
         };
+        drop(head);
+        drop(place);
         eprintln!(
             "component {:?}: request {path} failed: {e:#}",
             m.route.component
@@ -666,10 +653,7 @@ impl Server {
         if no_instance {
             // The pool is exhausted: the request did not reach the component, so the client may
             // safely send it again.
-            let mut r = empty(StatusCode::SERVICE_UNAVAILABLE);
-            r.headers_mut()
-                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return r;
+            return unavailable();
         }
         empty(StatusCode::INTERNAL_SERVER_ERROR)
     }
@@ -691,6 +675,79 @@ fn text(status: StatusCode, content_type: &'static str, s: &str) -> Response<Was
         http::header::CONTENT_TYPE,
         HeaderValue::from_static(content_type),
     );
+    r
+}
+
+/// A response body that reports how it ended: complete, failed (with the component's error), or
+/// dropped before its end because the client closed the connection.
+struct Ends {
+    inner: WasiBody,
+    stats: Arc<ComponentStats>,
+    ended: bool,
+}
+
+impl hyper::body::Body for Ends {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) if !self.ended => {
+                self.ended = true;
+                self.stats.body_ended("complete");
+            }
+            Poll::Ready(Some(Err(e))) if !self.ended => {
+                self.ended = true;
+                self.stats.body_ended(&format!("{e}"));
+            }
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Ends {
+    fn drop(&mut self) {
+        if !self.ended {
+            // hyper stops polling a body that says it is at its end.
+            let cause = if hyper::body::Body::is_end_stream(&self.inner) {
+                "complete"
+            } else {
+                "client closed the connection"
+            };
+            self.stats.body_ended(cause);
+        }
+    }
+}
+
+fn counted(resp: Response<WasiBody>, stats: &Arc<ComponentStats>) -> Response<WasiBody> {
+    resp.map(|inner| {
+        Ends {
+            inner,
+            stats: stats.clone(),
+            ended: false,
+        }
+        .boxed_unsync()
+    })
+}
+
+/// `503` with `Retry-After: 1`: the request did not reach the component.
+fn unavailable() -> Response<WasiBody> {
+    let mut r = empty(StatusCode::SERVICE_UNAVAILABLE);
+    r.headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
     r
 }
 

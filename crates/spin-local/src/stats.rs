@@ -1,6 +1,10 @@
 //! Counters the host keeps about its own work, served as JSON at `/.well-known/spin/stats` (the
 //! host's reserved path space, like `health` and `info`): key-value calls by operation and keys
-//! touched, and per component the requests routed to it and its live and started instances.
+//! touched, and per component the requests routed to it, its live and started instances, and what
+//! its admission queue did (`queue`: requests that `waited` for room, requests `rejected` with 503
+//! because the queue was full, `longestWaitMicros`), and how its response bodies ended (`bodyEnds`,
+//! by cause: `complete`, `client closed the connection`, or the error the component ended the body
+//! with — an event stream cut for a slow client says so).
 //! The benchmark samples them before and after a run to report store load and instance sharing.
 //!
 //! `keyValue` holds `calls` (every store operation, opens excepted), `keysRead`, `keysWritten`,
@@ -85,6 +89,21 @@ pub struct ComponentStats {
     requests: AtomicU64,
     instances_live: AtomicU64,
     instances_started: AtomicU64,
+    /// The admission queue's counters.
+    pub queue: QueueCounters,
+    /// How response bodies ended, by cause.
+    body_ends: std::sync::Mutex<BTreeMap<String, u64>>,
+}
+
+/// What a component's admission queue did.
+#[derive(Default)]
+pub struct QueueCounters {
+    /// Requests the instance cap refused that then waited for room.
+    pub waited: AtomicU64,
+    /// Requests answered 503 because the queue was full.
+    pub rejected: AtomicU64,
+    /// The longest wait for admission, in microseconds.
+    pub longest_wait_us: AtomicU64,
 }
 
 impl ComponentStats {
@@ -102,6 +121,12 @@ impl ComponentStats {
     /// An instance was dropped.
     pub fn instance_ended(&self) {
         self.instances_live.fetch_sub(1, Relaxed);
+    }
+
+    /// A response body ended, for this reason.
+    pub fn body_ended(&self, cause: &str) {
+        let mut ends = self.body_ends.lock().unwrap_or_else(|p| p.into_inner());
+        *ends.entry(cause.to_string()).or_default() += 1;
     }
 }
 
@@ -128,6 +153,12 @@ impl Stats {
                         "requests": c.requests.load(Relaxed),
                         "instancesLive": c.instances_live.load(Relaxed),
                         "instancesStarted": c.instances_started.load(Relaxed),
+                        "bodyEnds": c.body_ends.lock().map(|e| e.clone()).unwrap_or_default(),
+                        "queue": {
+                            "waited": c.queue.waited.load(Relaxed),
+                            "rejected": c.queue.rejected.load(Relaxed),
+                            "longestWaitMicros": c.queue.longest_wait_us.load(Relaxed),
+                        },
                     }),
                 )
             })

@@ -3,6 +3,7 @@
 //! - `/probe/kv/<label>`: opens store `<label>`, answers 200 or 403 (`access-denied`) / 404 (`no-such-store`);
 //! - `/probe/variable/<name>`: the component variable's value, 404 if undefined;
 //! - `/probe/env/<name>`: an environment variable from the manifest;
+//! - `/probe/hold/<ms>`: answers after `ms` milliseconds (to fill a capped component's instances);
 //! - `/probe/panic`: traps.
 
 use spin_sdk::http::{BoxBody, FullBody, Request, Response, box_body};
@@ -39,6 +40,11 @@ async fn handle(req: Request) -> anyhow::Result<Response<BoxBody>> {
             200,
             serde_json::json!(std::env::var(name).ok()).to_string(),
         ));
+    }
+    if let Some(ms) = path.strip_prefix("/probe/hold/") {
+        let ms: u64 = ms.parse().unwrap_or(0);
+        spin_sdk::time::sleep(std::time::Duration::from_millis(ms)).await;
+        return Ok(reply(200, serde_json::json!(ms).to_string()));
     }
     if path == "/probe/panic" {
         panic!("probe asked to trap");
