@@ -280,3 +280,78 @@ fn waiting_reads_in_one_instance_share_its_watcher_and_all_wake() {
         "{stats}"
     );
 }
+
+/// A stream whose client stopped reading is cut, with its cause counted by the host; the streams
+/// of the same instance are not held up meanwhile.
+#[test]
+fn a_client_that_stops_reading_is_cut_and_nobody_else_waits_for_it() {
+    use std::io::{Read, Write};
+    let host = Host::app();
+    let c = host.client();
+    let (a, slow, fine) = (agent("req"), agent("slow"), agent("fine"));
+    let (ta, ts, tf) = (c.token(&a), c.token(&slow), c.token(&fine));
+    // The slow client: a raw connection that reads the response head and then nothing more.
+    let addr = host.base.trim_start_matches("http://").to_string();
+    let mut raw = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        raw,
+        "GET /v1/agents/{slow}/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ts}\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = [0u8; 256];
+    let n = raw.read(&mut head).unwrap();
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"));
+    let sf = c.events(&fine, &tf, None);
+    sf.expect_open();
+    // Several megabytes of events for the slow one fill every buffer between it and the host.
+    let message = "x".repeat(3900);
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let (c, ta, slow, message) = (c.clone(), ta.clone(), slow.clone(), message.clone());
+            std::thread::spawn(move || {
+                for _ in 0..400 {
+                    c.ask(&ta, &slow, json!({ "message": message }));
+                }
+            })
+        })
+        .collect();
+    // Meanwhile the other stream of the same instance gets its events at once.
+    for _ in 0..5 {
+        let sent = Instant::now();
+        let id = c.ask(&ta, &fine, json!({}));
+        sf.expect_event("elicitation.created", &id);
+        assert!(
+            sent.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            sent.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+    // The slow client reads again: it finds its stream ended by the host (the connection closes
+    // with no last chunk: the body failed), and the host counted why.
+    raw.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match raw.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => panic!("the slow stream did not end: {e}"),
+        }
+    }
+    let stats = c.get("/.well-known/spin/stats", None).expect(200);
+    let ends = &stats["components"]["events"]["bodyEnds"];
+    let cuts: u64 = ends
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.contains("event stream cut"))
+        .map(|(_, v)| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(cuts, 1, "{ends}");
+    // The fine stream is still open and live.
+    let id = c.ask(&ta, &fine, json!({}));
+    sf.expect_event("elicitation.created", &id);
+}

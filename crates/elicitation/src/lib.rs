@@ -10,6 +10,7 @@
 //!   [`keys`] — where everything lives in the store;
 //! - [`store`] — the storage trait (key-value plus atomics) and an in-memory implementation;
 //! - [`token`] — HS256 agent tokens; [`error`] — every failure and its problem document;
+//! - [`outlet`] — when an event stream is cut (a client that stopped reading, never a host stall);
 //! - [`wait`] — reads that wait for a change (the HTTP `?wait=`, the MCP tools' waits);
 //! - [`mcp`] — the MCP server at `/mcp`: both protocol eras, the tools, the relay to humans;
 //! - [`api`] — the HTTP routes as plain functions; `spin` (feature `spin`) — the adapter the
@@ -24,6 +25,7 @@ pub mod keys;
 pub mod log;
 pub mod mcp;
 pub mod model;
+pub mod outlet;
 pub mod schema;
 pub mod service;
 #[cfg(test)]

@@ -218,6 +218,8 @@ pub struct Reader {
     /// Slots above the cursor that held an event when the reader started at the head: history,
     /// passed without being delivered.
     history: BTreeSet<i64>,
+    /// Slots passed that held something that is not an event: (the slot, why).
+    unreadable: Vec<(i64, String)>,
 }
 
 impl Reader {
@@ -229,6 +231,7 @@ impl Reader {
             holes: BTreeMap::new(),
             behind: None,
             history: BTreeSet::new(),
+            unreadable: Vec::new(),
         }
     }
 
@@ -271,6 +274,13 @@ impl Reader {
     /// The consumer must re-synchronise from the inbox list, as for [`Resume::Reset`].
     pub fn take_reset(&mut self) -> Option<(i64, i64)> {
         self.behind.take()
+    }
+
+    /// The slots the last read passed because they held something that is not an event, with
+    /// why: never skipped in silence, the consumer reports each (a stream sends an `error` frame
+    /// with the slot's number, before the events the same read returned).
+    pub fn take_unreadable(&mut self) -> Vec<(i64, String)> {
+        std::mem::take(&mut self.unreadable)
     }
 
     /// The slots it passes as history (tests).
@@ -360,14 +370,24 @@ impl Reader {
                     }
                 },
             };
-            self.cursor = seq;
             if body == VOID || self.history.remove(&seq) {
+                self.cursor = seq;
                 continue;
             }
-            if let Ok(event) = serde_json::from_slice::<Event>(&body) {
-                let json = String::from_utf8(body).unwrap_or_default();
-                events.push(Logged { event, json });
+            match serde_json::from_slice::<Event>(&body) {
+                Ok(event) => {
+                    let json = String::from_utf8(body).unwrap_or_default();
+                    events.push(Logged { event, json });
+                }
+                // An event that cannot be read is passed only as the first slot of a read, so
+                // its report comes before the events after it.
+                Err(_) if !events.is_empty() => {
+                    stopped = true;
+                    continue;
+                }
+                Err(e) => self.unreadable.push((seq, e.to_string())),
             }
+            self.cursor = seq;
         }
         let cursor = self.cursor;
         self.holes.retain(|s, _| *s > cursor);
@@ -468,6 +488,30 @@ mod tests {
             }
         };
     }
+
+    async fn unreadable_is_reported_in_place<S: Store>(store: &S) {
+        assert_eq!(append(store).await, 1);
+        // Slot 2 holds something that is not an event (a bug, a hand edit, a foreign writer).
+        let n = take(store, "b").await.unwrap();
+        assert_eq!(
+            commit(store, "b", n, b"{not json").await.unwrap(),
+            Decided::Committed
+        );
+        assert_eq!(append(store).await, 3);
+        let mut r = Reader::new("b", 0);
+        let t = Timestamp(10_000);
+        // The first read stops before it; the next reports it first, then reads on.
+        assert_eq!(seqs(&r.next(store, t, 10).await.unwrap()), [1]);
+        assert!(r.take_unreadable().is_empty());
+        assert_eq!(seqs(&r.next(store, t, 10).await.unwrap()), [3]);
+        let bad = r.take_unreadable();
+        assert_eq!(bad.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [2]);
+        assert_eq!(r.cursor(), 3);
+    }
+
+    every_backend!(an_unreadable_event_is_reported_not_skipped, |s| {
+        unreadable_is_reported_in_place(s)
+    });
 
     async fn hole_then_sealed<S: Store>(store: &S) {
         assert_eq!(append(store).await, 1);

@@ -31,6 +31,19 @@ pub fn reset(requested: i64, head: i64) -> String {
     format!("id: {head}\nevent: reset\ndata: {data}\n\n")
 }
 
+/// Reports slot `seq` of the log, which holds something that is not an event: the stream moves
+/// past it (this frame's `id`), and the client learns it missed one.
+pub fn unreadable(seq: i64, detail: &str) -> String {
+    let data = json!({
+        "type": "/problems/unreadable-event",
+        "title": "An event in this log cannot be read",
+        "status": 500,
+        "sequence": seq,
+        "detail": detail,
+    });
+    format!("id: {seq}\nevent: error\ndata: {data}\n\n")
+}
+
 /// A heartbeat comment (ignored by clients, keeps intermediaries from closing an idle stream).
 pub const HEARTBEAT: &str = ": keep-alive\n\n";
 

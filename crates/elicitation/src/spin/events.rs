@@ -14,6 +14,9 @@
 //! The hub writes each stream's body through the component-model stream of its response directly,
 //! from its own task: waking one task from another with Rust wakers needs a wit-bindgen feature the
 //! current wasmtime traps on, and writes that complete through the component model need none.
+//! A write may outlast its tick: the hub polls the writes in flight while it waits for the next
+//! tick, never waits for one client, and cuts only a stream whose client stopped reading
+//! ([`outlet`](crate::outlet)); the body then ends with why, which the host counts.
 //!
 //! Each stream also keeps the deadlines of the pending elicitations its agent is a party to, and at
 //! a deadline writes the expiry (the compare-and-swap in [`service`] makes it happen once however
@@ -27,8 +30,13 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use spin_sdk::http::{IntoResponse, Request};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll as TaskPoll};
+
 use spin_sdk::wasip3::http::types::{ErrorCode, Fields, Response as WasiResponse};
-use spin_sdk::wasip3::http_compat::BodyWriter;
+use spin_sdk::wasip3::http_compat::{BodyResult, BodyWriter};
+use spin_sdk::wasip3::wit_bindgen::{FutureWriter, StreamWriter};
 
 use super::{SpinStore, into_response, number_variable, prepare, sleep_ms};
 use crate::api;
@@ -36,6 +44,7 @@ use crate::changes::{self, Poll};
 use crate::keys::Role;
 use crate::log::{self, Reader, Resume};
 use crate::model::{EventKind, Status};
+use crate::outlet::{self, Cut, Pending};
 use crate::service::{self, ListQuery};
 use crate::sse;
 use crate::store::Store;
@@ -73,9 +82,6 @@ impl StreamOptions {
 
 /// How many events one read takes.
 const BATCH: usize = 100;
-
-/// How long a write to one stream may wait for its client before the stream is closed.
-const SLOW_CLIENT_MS: u64 = 250;
 
 /// After a change, a poller keeps the faster tick this long.
 const ACTIVE_MS: u64 = 1000;
@@ -230,14 +236,23 @@ struct Live {
     last_write: Timestamp,
     /// Read the log at the next tick regardless of the heads (new streams, after an expiry).
     dirty: bool,
-    body: BodyWriter,
-    /// Frames to write this tick.
+    /// The body's byte stream, while no write holds it.
+    stream: Option<StreamWriter<u8>>,
+    /// The write in flight (it holds the byte stream until it completes), and when it started.
+    write: Option<(Write, Pending)>,
+    /// How the body ends.
+    result: FutureWriter<BodyResult>,
+    /// Frames not yet handed to a write.
     out: String,
+    /// Ended as planned: it goes once its last frames are written.
     finished: bool,
-    gone: bool,
-    /// A write is in progress this tick.
-    writing: bool,
+    /// Cut: it goes at once.
+    cut: Option<Cut>,
 }
+
+/// A write of frames to a stream's body: it gives the byte stream back, and whether the client
+/// took everything.
+type Write = Pin<Box<dyn Future<Output = (StreamWriter<u8>, bool)>>>;
 
 impl Live {
     /// Opens a stream; `spread` in [0, 1) staggers its timers against streams opened with it.
@@ -274,11 +289,12 @@ impl Live {
             end,
             last_write,
             dirty: true,
-            body: job.body,
+            stream: Some(job.body.stream_writer),
+            write: None,
+            result: job.body.result_writer,
             out,
             finished: false,
-            gone: false,
-            writing: false,
+            cut: None,
         };
         live.list_deadlines(store, &[Role::Inbox, Role::Outbox], now)
             .await;
@@ -308,6 +324,10 @@ impl Live {
             if let Some((from, head)) = self.reader.take_reset() {
                 // The client fell a whole retained window behind: it must re-sync.
                 self.out.push_str(&sse::reset(from, head));
+            }
+            for (seq, why) in self.reader.take_unreadable() {
+                eprintln!("log {}: slot {seq} holds no event: {why}", self.agent);
+                self.out.push_str(&sse::unreadable(seq, &why));
             }
             for logged in &batch {
                 self.out.push_str(&sse::event(logged));
@@ -341,13 +361,66 @@ impl Live {
         }
     }
 
-    /// Writes the pending frames; false if the client has gone.
-    async fn flush(&mut self) -> bool {
-        if self.out.is_empty() {
-            return true;
+    /// Hands the frames waiting to a new write, unless one is in flight.
+    fn start_write(&mut self, tick: u64, now: Timestamp) {
+        if self.out.is_empty() || self.cut.is_some() {
+            return;
         }
+        let Some(mut stream) = self.stream.take() else {
+            return;
+        };
         let bytes = std::mem::take(&mut self.out).into_bytes();
-        self.body.stream_writer.write_all(bytes).await.is_empty()
+        let write: Write = Box::pin(async move {
+            let unwritten = stream.write_all(bytes).await;
+            (stream, unwritten.is_empty())
+        });
+        self.write = Some((write, Pending { tick, at: now.0 }));
+    }
+
+    /// Polls the write in flight; ready when it has completed.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> TaskPoll<()> {
+        let Some((write, _)) = self.write.as_mut() else {
+            return TaskPoll::Pending;
+        };
+        let TaskPoll::Ready((stream, complete)) = write.as_mut().poll(cx) else {
+            return TaskPoll::Pending;
+        };
+        self.write = None;
+        self.stream = Some(stream);
+        if !complete {
+            self.cut = Some(Cut::ClientGone);
+        }
+        TaskPoll::Ready(())
+    }
+
+    /// Whether it is done with: cut, or ended as planned with everything written.
+    fn over(&self) -> bool {
+        self.cut.is_some() || (self.finished && self.out.is_empty() && self.write.is_none())
+    }
+}
+
+/// Polls every write in flight once; ready when any has completed.
+fn poll_writes(streams: &mut [Live], cx: &mut Context<'_>) -> TaskPoll<()> {
+    let mut any = false;
+    for s in streams.iter_mut() {
+        any |= s.poll_write(cx).is_ready();
+    }
+    if any {
+        TaskPoll::Ready(())
+    } else {
+        TaskPoll::Pending
+    }
+}
+
+/// Waits for the next tick while the writes in flight go on.
+async fn wait_writing(pace: &mut Pace, streams: &mut [Live]) {
+    let mut tick = std::pin::pin!(pace.wait());
+    loop {
+        let written = std::future::poll_fn(|cx| poll_writes(streams, cx));
+        match futures::future::select(tick.as_mut(), std::pin::pin!(written)).await {
+            futures::future::Either::Left(_) => return,
+            futures::future::Either::Right(_) => {}
+        }
     }
 }
 
@@ -409,6 +482,8 @@ async fn hub(opts: StreamOptions) {
     let mut pace = opts.pace;
     let heartbeat = opts.heartbeat_seconds * 1000;
     let mut opened: u64 = 0;
+    // The hub's ticks so far: the clock a slow client is judged by.
+    let mut ticks: u64 = 0;
     // Until when a tick with no change and no new stream has nothing to do (see `Quiet`).
     let mut quiet = Quiet::Until(0);
     loop {
@@ -445,7 +520,8 @@ async fn hub(opts: StreamOptions) {
         // Nothing changed, no stream joined, and no heartbeat, stream end or deadline is due:
         // the tick is over without a look at each stream.
         if poll == Poll::Quiet && !joining && quiet.holds_at(now) {
-            pace.wait().await;
+            ticks += 1;
+            wait_writing(&mut pace, &mut streams).await;
             continue;
         }
         if poll != Poll::Quiet {
@@ -459,7 +535,7 @@ async fn hub(opts: StreamOptions) {
         let now = Timestamp::now();
         let deliveries = streams
             .iter_mut()
-            .filter(|s| s.dirty || s.reader.has_hole())
+            .filter(|s| !s.finished && (s.dirty || s.reader.has_hole()))
             .map(|s| {
                 s.dirty = false;
                 s.deliver(store)
@@ -469,10 +545,12 @@ async fn hub(opts: StreamOptions) {
         // event is delivered from the log on the next tick.
         let expiries = streams
             .iter_mut()
-            .filter(|s| s.due(now).is_some())
+            .filter(|s| !s.finished && s.due(now).is_some())
             .map(|s| s.expire_due(store, now));
         futures::future::join_all(expiries).await;
-        for s in &mut streams {
+        for s in streams.iter_mut().filter(|s| !s.finished) {
+            // At its end a stream sends its last frames and nothing after them; it goes once
+            // they are written.
             if now >= s.end {
                 s.out.push_str(&sse::closing(opts.planned_retry_ms));
                 s.finished = true;
@@ -483,57 +561,36 @@ async fn hub(opts: StreamOptions) {
                 s.last_write = now;
             }
         }
-        // Only streams with something to say are written: an idle tick costs a few comparisons
-        // per stream. A client that stops reading must not hold up the others: a write still
-        // waiting after SLOW_CLIENT_MS is abandoned and that stream closed (its client resumes
-        // from its last complete event).
-        let mut waiting = 0usize;
-        for s in streams.iter_mut().filter(|s| !s.out.is_empty()) {
-            s.writing = true;
-            waiting += 1;
-        }
-        if waiting > 0 {
-            let writes = futures::future::join_all(streams.iter_mut().filter(|s| s.writing).map(
-                |s| async move {
-                    s.gone = !s.flush().await;
-                    s.writing = false;
-                },
-            ));
-            let limit = sleep_ms(SLOW_CLIENT_MS);
-            futures::future::select(std::pin::pin!(writes), std::pin::pin!(limit)).await;
-            for s in streams.iter_mut().filter(|s| s.writing) {
-                s.writing = false;
-                s.gone = true;
+        // Only streams with something to say are written, each by a write of its own that
+        // may outlast the tick: the hub does not wait for any client. A stream whose client
+        // stopped reading is cut ([`outlet::cut`]), never one that only shares a stalled host.
+        ticks += 1;
+        for s in &mut streams {
+            s.start_write(ticks, now);
+            if s.cut.is_none() {
+                s.cut = outlet::cut(s.write.as_ref().map(|w| w.1), s.out.len(), ticks, now.0);
             }
         }
-        if streams.iter().any(|s| s.finished || s.gone) {
-            let (ended, open): (Vec<Live>, Vec<Live>) =
-                streams.into_iter().partition(|s| s.finished || s.gone);
+        if streams.iter().any(Live::over) {
+            let (ended, open): (Vec<Live>, Vec<Live>) = streams.into_iter().partition(Live::over);
             streams = open;
             for s in ended {
                 // Close the body, then report how it ended without holding up the loop: cleanly
-                // (no trailers), or as failed when the client stopped reading and a frame may be
-                // cut short.
-                let result = if s.gone {
-                    Err(ErrorCode::InternalError(Some(
-                        "event stream closed: the client stopped reading".into(),
-                    )))
-                } else {
-                    Ok(None)
+                // (no trailers), or failed with why it was cut, which the host counts.
+                let result = match s.cut {
+                    Some(cut) => Err(ErrorCode::InternalError(Some(cut.message().into()))),
+                    None => Ok(None),
                 };
-                let BodyWriter {
-                    stream_writer,
-                    result_writer,
-                    ..
-                } = s.body;
-                drop(stream_writer);
+                drop(s.write);
+                drop(s.stream);
+                let result_writer = s.result;
                 spin_sdk::wasip3::spawn(async move {
                     let _ = result_writer.write(result).await;
                 });
             }
         }
         quiet = Quiet::after(&streams, heartbeat);
-        pace.wait().await;
+        wait_writing(&mut pace, &mut streams).await;
     }
 }
 
@@ -542,7 +599,7 @@ async fn hub(opts: StreamOptions) {
 enum Quiet {
     /// Until this time (ms): the earliest heartbeat, stream end or deadline of any stream.
     Until(u64),
-    /// A stream has work left over (a log read to finish, a hole to wait at).
+    /// A stream has work left over (a log read to finish, a hole to wait at, frames to write).
     No,
 }
 
@@ -551,10 +608,14 @@ impl Quiet {
     fn after(streams: &[Live], heartbeat: u64) -> Self {
         let mut until = u64::MAX;
         for s in streams {
-            if s.dirty || s.reader.has_hole() {
+            if s.dirty || s.reader.has_hole() || !s.out.is_empty() {
                 return Self::No;
             }
             until = until.min(s.last_write.0 + heartbeat).min(s.end.0);
+            if let Some((_, p)) = &s.write {
+                // When it would count as slow.
+                until = until.min(p.at + outlet::SLOW_CLIENT_MS);
+            }
             if let Some((deadline, _)) = s.deadlines.first() {
                 until = until.min(*deadline);
             }
