@@ -93,12 +93,41 @@ fn every_route_needs_a_valid_token() {
         ("GET", format!("/v1/agents/{}/messages?timeout=0", p.b)),
     ];
     let now = Timestamp::now();
-    let forged = elicitation::token::mint(b"not-the-secret", &p.b, now, now.plus_secs(600));
-    let expired = elicitation::token::mint(
+    let realm = e2e::realm();
+    let mint = elicitation::token::mint;
+    let forged = mint(b"not-the-secret", &realm, &p.b, now, now.plus_secs(600));
+    let expired = mint(
         TOKEN_SECRET.as_bytes(),
+        &realm,
         &p.b,
         Timestamp(now.0 - 120_000),
         Timestamp(now.0 - 60_000),
+    );
+    // Signed with the right secret, but for another issuer, another audience, or from the future.
+    let other = |issuer: &str, audience: &str| elicitation::token::Realm {
+        issuer: issuer.into(),
+        audience: audience.into(),
+    };
+    let foreign_issuer = mint(
+        TOKEN_SECRET.as_bytes(),
+        &other("someone-else", &realm.audience),
+        &p.b,
+        now,
+        now.plus_secs(600),
+    );
+    let foreign_audience = mint(
+        TOKEN_SECRET.as_bytes(),
+        &other(&realm.issuer, "another-app"),
+        &p.b,
+        now,
+        now.plus_secs(600),
+    );
+    let from_the_future = mint(
+        TOKEN_SECRET.as_bytes(),
+        &realm,
+        &p.b,
+        now.plus_secs(3600),
+        now.plus_secs(7200),
     );
     let body = Some(("application/json", br#"{"to":"x","message":"m"}"#.to_vec()));
     for (method, path) in &routes {
@@ -107,6 +136,9 @@ fn every_route_needs_a_valid_token() {
             Some("garbage"),
             Some(forged.as_str()),
             Some(expired.as_str()),
+            Some(foreign_issuer.as_str()),
+            Some(foreign_audience.as_str()),
+            Some(from_the_future.as_str()),
         ] {
             let r = p.c.send(method, path, token, body.clone(), &[]);
             let problem = r.expect_problem(401);
@@ -1008,4 +1040,103 @@ fn the_legacy_route_waits_for_events_and_times_out() {
         Some(&p.tb),
     )
     .expect_problem(400);
+}
+
+#[test]
+fn revoking_an_agent_refuses_its_tokens_everywhere_and_ends_its_streams() {
+    let c = shared().client();
+    let (a, b) = (agent("revoked"), agent("peer"));
+    let (ta, tb) = (c.token(&a), c.token(&b));
+    let id = c.ask(&tb, &a, json!({}));
+    let stream = c.events(&a, &ta, None);
+    stream.expect_open();
+    let mcp = e2e::Mcp::session(&c, &ta, json!({}));
+    // Only the admin revokes, and only a well-formed agent.
+    c.post("/v1/tokens/revoke", Some(&ta), &json!({ "agent": a }))
+        .expect_problem(401);
+    c.post(
+        "/v1/tokens/revoke",
+        Some(ADMIN_TOKEN),
+        &json!({ "agent": "no such/agent" }),
+    )
+    .expect_problem(422);
+    c.post(
+        "/v1/tokens/revoke",
+        Some(ADMIN_TOKEN),
+        &json!({ "agent": a, "x": 1 }),
+    )
+    .expect_problem(422);
+    let revoked_at = std::time::Instant::now();
+    let r = c
+        .post(
+            "/v1/tokens/revoke",
+            Some(ADMIN_TOKEN),
+            &json!({ "agent": a }),
+        )
+        .expect(200);
+    assert_eq!(r["agent"], a.as_str());
+    // The open stream ends within 2 s.
+    loop {
+        match stream.next(Duration::from_millis(100)) {
+            Some(e2e::SseMsg::Closed) => break,
+            _ => assert!(
+                revoked_at.elapsed() < Duration::from_secs(2),
+                "the stream of a revoked token is still open"
+            ),
+        }
+    }
+    // Every route refuses the old token, the MCP gateway too; nothing changes.
+    let body = Some(("application/json", br#"{"to":"x","message":"m"}"#.to_vec()));
+    for (method, path) in [
+        ("POST", "/v1/elicitations".to_string()),
+        ("GET", format!("/v1/elicitations/{id}")),
+        ("POST", format!("/v1/elicitations/{id}/response")),
+        ("GET", format!("/v1/agents/{a}/elicitations")),
+        ("GET", format!("/v1/agents/{a}/events")),
+    ] {
+        let problem = c
+            .send(method, &path, Some(&ta), body.clone(), &[])
+            .expect_problem(401);
+        assert_eq!(problem["detail"], "token revoked", "{method} {path}");
+    }
+    let r = mcp.post(
+        &json!({ "jsonrpc": "2.0", "id": 9, "method": "tools/list" }),
+        &[],
+    );
+    assert_eq!(r.status, 401, "{}", r.text);
+    // The peer's token is untouched, and the request is still pending.
+    let e = c
+        .get(&format!("/v1/elicitations/{id}"), Some(&tb))
+        .expect(200);
+    assert_eq!(e["status"], "pending");
+    // A token minted after the revocation works.
+    let fresh = c.token(&a);
+    c.get(&format!("/v1/elicitations/{id}"), Some(&fresh))
+        .expect(200);
+    c.answer(&fresh, &id, &json!({ "action": "decline" }))
+        .expect(200);
+}
+
+#[test]
+fn a_stream_ends_when_its_token_expires() {
+    let c = shared().client();
+    let a = agent("brief");
+    let t = c.token_with_ttl(&a, 2);
+    let opened = std::time::Instant::now();
+    let stream = c.events(&a, &t, None);
+    stream.expect_open();
+    loop {
+        match stream.next(Duration::from_millis(100)) {
+            Some(e2e::SseMsg::Closed) => break,
+            _ => assert!(opened.elapsed() < Duration::from_secs(5), "still open"),
+        }
+    }
+    // It ended at the token's expiry (whole seconds), not before it.
+    assert!(
+        opened.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        opened.elapsed()
+    );
+    c.get(&format!("/v1/agents/{a}/events"), Some(&t))
+        .expect_problem(401);
 }

@@ -24,6 +24,14 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 /// Token secret the tests' hosts run with.
 pub const TOKEN_SECRET: &str = "test-token-secret";
 
+/// The issuer and audience the app's tokens carry (`spin.toml`'s defaults).
+pub fn realm() -> elicitation::token::Realm {
+    elicitation::token::Realm {
+        issuer: "lighthouse".into(),
+        audience: "lighthouse-elicitation".into(),
+    }
+}
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,4 +1,4 @@
-//! `POST /v1/tokens`: the admin mints agent tokens.
+//! `POST /v1/tokens` and `POST /v1/tokens/revoke`: the admin mints and revokes agent tokens.
 
 use elicitation::{api, spin as adapter};
 use spin_sdk::http::{BoxBody, Request, Response};
@@ -14,6 +14,14 @@ async fn handle(req: Request) -> anyhow::Result<Response<BoxBody>> {
         Ok(s) => s,
         Err(resp) => return Ok(resp),
     };
+    if req.route.ends_with("/revoke") {
+        let store = match adapter::store().await {
+            Ok(s) => s,
+            Err(resp) => return Ok(resp),
+        };
+        let r = api::revoke(&store, &req, &secrets, adapter::now()).await;
+        return Ok(adapter::into_response(r));
+    }
     Ok(adapter::into_response(api::tokens(
         &req,
         &secrets,

@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
+use crate::changes;
 use crate::error::Error;
+use crate::keys;
 use crate::service::{self, ListQuery};
 use crate::store::Store;
 use crate::time::Timestamp;
@@ -142,17 +144,97 @@ pub struct Secrets {
     pub token_secret: String,
     /// Bearer token that may mint agent tokens.
     pub admin_token: String,
+    /// The issuer and audience agent tokens carry (`token_issuer`, `token_audience`).
+    pub realm: token::Realm,
 }
 
-pub(crate) fn authenticate(
+/// The agent a request's bearer token proves, unless the token was revoked since it was issued.
+pub(crate) async fn authenticate<S: Store>(
+    store: &S,
     req: &Request,
     secrets: &Secrets,
     now: Timestamp,
-) -> Result<String, Error> {
-    token::verify_bearer(
+) -> Result<token::Verified, Error> {
+    let verified = token::verify_bearer(
         secrets.token_secret.as_bytes(),
+        &secrets.realm,
         req.authorization.as_deref(),
         now,
+    )?;
+    if token::revoked(&verified, revoked_at(store, &verified.agent).await?) {
+        return Err(Error::Unauthorized("token revoked".into()));
+    }
+    Ok(verified)
+}
+
+/// When `agent`'s tokens were last revoked (ms), if ever.
+pub async fn revoked_at<S: Store>(store: &S, agent: &str) -> Result<Option<Timestamp>, Error> {
+    Ok(store
+        .get(&keys::revoked(agent))
+        .await?
+        .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
+        .map(Timestamp))
+}
+
+/// Checks the admin token.
+fn require_admin(req: &Request, secrets: &Secrets, what: &str) -> Result<(), Error> {
+    let presented = token::bearer(req.authorization.as_deref())?;
+    if !token::secrets_match(presented.as_bytes(), secrets.admin_token.as_bytes()) {
+        return Err(Error::Unauthorized(format!("{what} needs the admin token")));
+    }
+    Ok(())
+}
+
+/// The body's JSON object, with only these fields, and its `agent`.
+fn admin_body(req: &Request, allowed: &[&str]) -> Result<(Map<String, Value>, String), Error> {
+    req.require_json()?;
+    let body: Value = serde_json::from_slice(&req.body)
+        .map_err(|e| Error::BadRequest(format!("the body is not valid JSON: {e}")))?;
+    let Value::Object(map) = body else {
+        return Err(Error::invalid("", "the body must be a JSON object"));
+    };
+    if let Some(k) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(Error::invalid(&format!("/{k}"), "unknown field"));
+    }
+    let agent = match map.get("agent") {
+        Some(Value::String(a)) if token::is_valid_agent_id(a) => a.clone(),
+        Some(_) => {
+            return Err(Error::invalid(
+                "/agent",
+                "must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+            ));
+        }
+        None => return Err(Error::invalid("/agent", "required")),
+    };
+    Ok((map, agent))
+}
+
+/// `POST /v1/tokens/revoke` (component `tokens`): with the admin token, takes back every token of
+/// `agent` issued up to now — each is answered 401 from then on, on every route — and announces
+/// it on the change feed, so the agent's open streams end. Tokens minted afterwards work.
+pub async fn revoke<S: Store>(
+    store: &S,
+    req: &Request,
+    secrets: &Secrets,
+    now: Timestamp,
+) -> Response {
+    respond(
+        async {
+            req.require_method("POST")?;
+            require_admin(req, secrets, "revoking tokens")?;
+            let (_, agent) = admin_body(req, &["agent"])?;
+            // A later revocation never moves the time back (two admins at once, a retry).
+            let at = revoked_at(store, &agent).await?.map_or(now, |t| t.max(now));
+            store
+                .set(&keys::revoked(&agent), at.0.to_string().as_bytes())
+                .await?;
+            changes::publish(store, &[changes::Mention::Revoked(&agent)]).await?;
+            Ok(Response::json(
+                200,
+                &json!({ "agent": agent, "revokedAt": at }),
+            ))
+        }
+        .await,
     )
 }
 
@@ -211,31 +293,8 @@ fn seconds_param(name: &str, value: &str, max: u64) -> Result<u64, Error> {
 pub fn tokens(req: &Request, secrets: &Secrets, now: Timestamp) -> Response {
     respond((|| {
         req.require_method("POST")?;
-        let presented = token::bearer(req.authorization.as_deref())?;
-        if !token::secrets_match(presented.as_bytes(), secrets.admin_token.as_bytes()) {
-            return Err(Error::Unauthorized(
-                "minting tokens needs the admin token".into(),
-            ));
-        }
-        req.require_json()?;
-        let body: Value = serde_json::from_slice(&req.body)
-            .map_err(|e| Error::BadRequest(format!("the body is not valid JSON: {e}")))?;
-        let Value::Object(map) = body else {
-            return Err(Error::invalid("", "the body must be a JSON object"));
-        };
-        if let Some(k) = map.keys().find(|k| *k != "agent" && *k != "ttlSeconds") {
-            return Err(Error::invalid(&format!("/{k}"), "unknown field"));
-        }
-        let agent = match map.get("agent") {
-            Some(Value::String(a)) if token::is_valid_agent_id(a) => a.clone(),
-            Some(_) => {
-                return Err(Error::invalid(
-                    "/agent",
-                    "must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
-                ));
-            }
-            None => return Err(Error::invalid("/agent", "required")),
-        };
+        require_admin(req, secrets, "minting tokens")?;
+        let (map, agent) = admin_body(req, &["agent", "ttlSeconds"])?;
         let ttl = match map.get("ttlSeconds") {
             None => 3600,
             Some(v) => v
@@ -250,7 +309,13 @@ pub fn tokens(req: &Request, secrets: &Secrets, now: Timestamp) -> Response {
         };
         // JWT `exp` has whole seconds: the token expires at the start of the second after now + ttl.
         let expires = Timestamp((now.plus_secs(ttl).0 / 1000) * 1000);
-        let jwt = token::mint(secrets.token_secret.as_bytes(), &agent, now, expires);
+        let jwt = token::mint(
+            secrets.token_secret.as_bytes(),
+            &secrets.realm,
+            &agent,
+            now,
+            expires,
+        );
         Ok(Response::json(
             201,
             &json!({ "token": jwt, "agent": agent, "expiresAt": expires }),
@@ -269,7 +334,7 @@ pub async fn create<S: Store>(
     respond(
         async {
             req.require_method("POST")?;
-            let actor = authenticate(req, secrets, now)?;
+            let actor = authenticate(store, req, secrets, now).await?.agent;
             req.require_json()?;
             let created = service::create(
                 store,
@@ -301,7 +366,7 @@ pub async fn respond_route<S: Store>(
     respond(
         async {
             req.require_method("POST")?;
-            let actor = authenticate(req, secrets, now)?;
+            let actor = authenticate(store, req, secrets, now).await?.agent;
             let id = req.param("id")?;
             let e = if req.route.ends_with("/withdraw") {
                 if !req.body.is_empty() {
@@ -356,7 +421,7 @@ where
         async {
             req.require_method("GET")?;
             let started = clock();
-            let actor = authenticate(req, secrets, started)?;
+            let actor = authenticate(store, req, secrets, started).await?.agent;
             if req.route.ends_with("/messages") {
                 return legacy_messages(store, req, &actor, opts, &clock, &sleep).await;
             }
@@ -490,20 +555,24 @@ pub const LEGACY_SUNSET: &str = "Thu, 01 Jul 2027 00:00:00 GMT";
 pub struct StreamStart {
     /// The agent whose log is streamed (the token's subject).
     pub agent: String,
+    /// The token the stream was opened with: the stream ends when it expires or is revoked.
+    pub token: token::Verified,
     /// The client's cursor (`Last-Event-ID`, else `?after=`); none = only new events.
     pub cursor: Option<i64>,
 }
 
 /// Checks a `GET /v1/agents/:agent/events` request (component `events`): the token's agent must be
 /// `:agent`; the cursor comes from `Last-Event-ID` or, for clients that cannot set headers, `?after=`.
-pub fn open_stream(
+pub async fn open_stream<S: Store>(
+    store: &S,
     req: &Request,
     secrets: &Secrets,
     now: Timestamp,
 ) -> Result<StreamStart, Response> {
-    (|| {
+    async {
         req.require_method("GET")?;
-        let actor = authenticate(req, secrets, now)?;
+        let verified = authenticate(store, req, secrets, now).await?;
+        let actor = verified.agent.clone();
         let agent = req.param("agent")?;
         if agent != actor {
             return Err(Error::Forbidden(
@@ -533,8 +602,10 @@ pub fn open_stream(
         }
         Ok(StreamStart {
             agent: actor,
+            token: verified,
             cursor,
         })
-    })()
+    }
+    .await
     .map_err(|e| Response::problem(&e))
 }

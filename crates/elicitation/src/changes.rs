@@ -5,7 +5,8 @@
 //! it changes: it takes a number from the global [`EPOCH`](keys::EPOCH) counter and writes
 //! `"<number> <mention> …"` into slot `number % RING` of a fixed ring of keys. A mention is an
 //! agent whose log grew, with the number its new event has (`b:17`), or an agent that asked a new
-//! elicitation, with its id and deadline (`a@el_x@1795765107000`: its stream watches the deadline).
+//! elicitation, with its id and deadline (`a@el_x@1795765107000`: its stream watches the deadline),
+//! or an agent whose tokens were revoked (`!a`: its streams check whether theirs is one).
 //! Agent ids have no spaces, colons or `@`.
 //!
 //! A [`Feed`] never decodes the counter's bytes (Spin's backends encode counters differently): it
@@ -59,6 +60,8 @@ pub enum Mention<'a> {
     Log(&'a str, i64),
     /// The agent asked elicitation `id`, which expires at `expires` (ms).
     Asked(&'a str, &'a str, u64),
+    /// The agent's tokens were revoked: its streams look whether theirs is among them.
+    Revoked(&'a str),
 }
 
 /// Announces these changes in one entry: [`take`], then [`write`]. Call before the events it
@@ -95,6 +98,7 @@ pub async fn write<S: Store>(store: &S, n: i64, mentions: &[Mention<'_>]) -> Sto
             Mention::Asked(agent, id, expires) => {
                 entry.push_str(&format!("{agent}@{id}@{expires}"));
             }
+            Mention::Revoked(agent) => entry.push_str(&format!("!{agent}")),
         }
     }
     store
@@ -109,6 +113,8 @@ pub struct Change {
     pub head: Option<i64>,
     /// Elicitations it asked: (deadline in ms, id).
     pub asked: BTreeSet<(u64, String)>,
+    /// Its tokens were revoked.
+    pub revoked: bool,
 }
 
 /// What changed since the last poll.
@@ -131,7 +137,9 @@ fn parse(value: Option<&[u8]>) -> Option<(i64, &str)> {
 
 fn note(agents: &mut BTreeMap<String, Change>, mentions: &str) {
     for word in mentions.split(' ').filter(|w| !w.is_empty()) {
-        if let Some((agent, seq)) = word.split_once(':') {
+        if let Some(agent) = word.strip_prefix('!') {
+            agents.entry(agent.to_string()).or_default().revoked = true;
+        } else if let Some((agent, seq)) = word.split_once(':') {
             let c = agents.entry(agent.to_string()).or_default();
             if let Ok(seq) = seq.parse::<i64>() {
                 c.head = Some(c.head.map_or(seq, |h| h.max(seq)));

@@ -15,6 +15,7 @@
 //! | `zero` | a counter only ever incremented by zero: the bytes of a counter at zero |
 //! | `epoch` | the change feed's counter: every published change takes a number from it |
 //! | `chg/<n % 4096>` | the change feed's ring: `"<n> <mention> …"`, the agents whose change took number `n` |
+//! | `rev/<agent>` | when the agent's tokens were last revoked (ms, decimal): tokens issued up to then are refused |
 //! | `mcp/s/<session>` | an MCP session (2025 era): its agent, protocol version, client capabilities and expiry (JSON) |
 //! | `mcp/r/<session>/<id>` | why the human's answer relayed for elicitation `id` in that session was not recorded (a problem, JSON) |
 
@@ -91,6 +92,11 @@ pub const EPOCH: &str = "epoch";
 /// Slot `i` of the change feed's ring.
 pub fn change_slot(i: i64) -> String {
     format!("chg/{i}")
+}
+
+/// When `agent`'s tokens were last revoked.
+pub fn revoked(agent: &str) -> String {
+    format!("rev/{agent}")
 }
 
 /// MCP session `id`.

@@ -28,6 +28,10 @@ pub enum Cut {
     Backlog,
     /// The client closed the connection (a write found the body's reader gone).
     ClientGone,
+    /// The stream's token was revoked.
+    Revoked,
+    /// The stream's token expired.
+    Expired,
 }
 
 impl Cut {
@@ -37,6 +41,8 @@ impl Cut {
             Self::SlowClient => "event stream cut: its client stopped reading",
             Self::Backlog => "event stream cut: too many frames waiting for its client",
             Self::ClientGone => "event stream ended: its client went away",
+            Self::Revoked => "event stream ended: its token was revoked",
+            Self::Expired => "event stream ended: its token expired",
         }
     }
 }

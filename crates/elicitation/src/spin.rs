@@ -166,7 +166,8 @@ pub fn into_response(r: api::Response) -> Response<BoxBody> {
         .unwrap_or_else(|_| Response::new(box_body(FullBody::new(bytes::Bytes::new()))))
 }
 
-/// The secrets from Spin variables `token_secret` and `admin_token`.
+/// The secrets from Spin variables `token_secret` and `admin_token`, and the tokens' realm
+/// (`token_issuer`, `token_audience`).
 pub async fn secrets() -> Result<api::Secrets, Response<BoxBody>> {
     let get = |name: &'static str| async move {
         spin_sdk::variables::get(name).await.map_err(|e| {
@@ -178,6 +179,10 @@ pub async fn secrets() -> Result<api::Secrets, Response<BoxBody>> {
     Ok(api::Secrets {
         token_secret: get("token_secret").await?,
         admin_token: get("admin_token").await?,
+        realm: crate::token::Realm {
+            issuer: get("token_issuer").await?,
+            audience: get("token_audience").await?,
+        },
     })
 }
 

@@ -244,7 +244,9 @@ async fn serve<E: Env>(env: &E, req: &Request, settings: &Settings) -> Result<Re
     match req.method.as_str() {
         "POST" => {}
         "DELETE" => {
-            let agent = api::authenticate(req, &settings.secrets, now)?;
+            let agent = api::authenticate(env.store(), req, &settings.secrets, now)
+                .await?
+                .agent;
             session::end(env.store(), req, &agent, now).await?;
             return Ok(Response {
                 status: 204,
@@ -255,7 +257,9 @@ async fn serve<E: Env>(env: &E, req: &Request, settings: &Settings) -> Result<Re
         }
         _ => return Err(Error::MethodNotAllowed("POST, DELETE")),
     }
-    let agent = api::authenticate(req, &settings.secrets, now)?;
+    let agent = api::authenticate(env.store(), req, &settings.secrets, now)
+        .await?
+        .agent;
     req.require_json()?;
     let body: Value = serde_json::from_slice(&req.body)
         .map_err(|e| Error::BadRequest(format!("the body is not valid JSON: {e}")))?;

@@ -70,6 +70,10 @@ fn settings() -> Settings {
         secrets: api::Secrets {
             token_secret: SECRET.into(),
             admin_token: "admin".into(),
+            realm: token::Realm {
+                issuer: "lh".into(),
+                audience: "lh".into(),
+            },
         },
         allowed_origins: vec!["https://console.example".into()],
         session_ttl_seconds: 3600,
@@ -96,7 +100,13 @@ struct Client<'a> {
 impl<'a> Client<'a> {
     fn new(env: &'a TestEnv, agent: &str, capabilities: Value, stateless: bool) -> Self {
         let now = env.now();
-        let token = token::mint(SECRET.as_bytes(), agent, now, now.plus_secs(86_400));
+        let token = token::mint(
+            SECRET.as_bytes(),
+            &settings().secrets.realm,
+            agent,
+            now,
+            now.plus_secs(86_400),
+        );
         let mut c = Self {
             env,
             token,

@@ -49,6 +49,7 @@ use crate::service::{self, ListQuery};
 use crate::sse;
 use crate::store::Store;
 use crate::time::{Timestamp, next_tick};
+use crate::token;
 
 /// Stream settings, from Spin variables.
 #[derive(Debug, Clone, Copy)]
@@ -137,6 +138,8 @@ const STARTS_PER_TICK: usize = 64;
 /// A stream handed to the hub.
 struct Job {
     agent: String,
+    /// The token it was opened with.
+    token: token::Verified,
     /// The log's head when the request came.
     head: i64,
     resume: Resume,
@@ -194,7 +197,7 @@ pub async fn serve(req: Request) -> WasiResponse {
                 .unwrap_or_else(|_| to_wasi(internal("response")));
         }
     };
-    let start = match api::open_stream(&req, &secrets, Timestamp::now()) {
+    let start = match api::open_stream(&store, &req, &secrets, Timestamp::now()).await {
         Ok(s) => s,
         Err(resp) => return to_wasi(resp),
     };
@@ -208,6 +211,7 @@ pub async fn serve(req: Request) -> WasiResponse {
     };
     let job = Job {
         agent: start.agent,
+        token: start.token,
         head,
         resume: log::resume(start.cursor, head),
         requested: start.cursor,
@@ -227,6 +231,10 @@ pub async fn serve(req: Request) -> WasiResponse {
 /// One open stream.
 struct Live {
     agent: String,
+    /// The token it was opened with: it ends when that expires or is revoked.
+    token: token::Verified,
+    /// The feed said the agent's tokens were revoked: look whether this one is.
+    check_token: bool,
     reader: Reader,
     deadlines: BTreeSet<(u64, String)>,
     /// The highest number the stream knows its agent's log has (read at its start, then from the
@@ -284,6 +292,8 @@ impl Live {
         let mut live = Self {
             reader,
             agent: job.agent,
+            token: job.token,
+            check_token: false,
             deadlines: BTreeSet::new(),
             head,
             end,
@@ -437,6 +447,7 @@ fn apply(streams: &mut [Live], changed: &BTreeMap<String, changes::Change>) {
         if s.head > s.reader.cursor() {
             s.dirty = true;
         }
+        s.check_token |= c.revoked;
         s.deadlines.extend(c.asked.iter().cloned());
     }
 }
@@ -459,6 +470,7 @@ async fn check_everything<S: Store>(store: &S, streams: &mut [Live], now: Timest
             s.head = s.head.max(*h);
         }
         s.dirty = true;
+        s.check_token = true;
         s.list_deadlines(store, &[Role::Outbox], now)
     });
     futures::future::join_all(lists).await;
@@ -532,6 +544,19 @@ async fn hub(opts: StreamOptions) {
             Poll::Agents(changed) => apply(&mut streams, changed),
             Poll::Quiet => {}
         }
+        // Streams whose agent's tokens were revoked end if theirs is one of them.
+        let checks = streams
+            .iter_mut()
+            .filter(|s| s.check_token)
+            .map(|s| async move {
+                s.check_token = false;
+                match api::revoked_at(store, &s.agent).await {
+                    Ok(at) if token::revoked(&s.token, at) => s.cut = Some(Cut::Revoked),
+                    Ok(_) => {}
+                    Err(_) => s.check_token = true,
+                }
+            });
+        futures::future::join_all(checks).await;
         let now = Timestamp::now();
         let deliveries = streams
             .iter_mut()
@@ -549,6 +574,9 @@ async fn hub(opts: StreamOptions) {
             .map(|s| s.expire_due(store, now));
         futures::future::join_all(expiries).await;
         for s in streams.iter_mut().filter(|s| !s.finished) {
+            if now >= s.token.expires && s.cut.is_none() {
+                s.cut = Some(Cut::Expired);
+            }
             // At its end a stream sends its last frames and nothing after them; it goes once
             // they are written.
             if now >= s.end {
@@ -608,10 +636,13 @@ impl Quiet {
     fn after(streams: &[Live], heartbeat: u64) -> Self {
         let mut until = u64::MAX;
         for s in streams {
-            if s.dirty || s.reader.has_hole() || !s.out.is_empty() {
+            if s.dirty || s.check_token || s.reader.has_hole() || !s.out.is_empty() {
                 return Self::No;
             }
-            until = until.min(s.last_write.0 + heartbeat).min(s.end.0);
+            until = until
+                .min(s.last_write.0 + heartbeat)
+                .min(s.end.0)
+                .min(s.token.expires.0);
             if let Some((_, p)) = &s.write {
                 // When it would count as slow.
                 until = until.min(p.at + outlet::SLOW_CLIENT_MS);
