@@ -26,11 +26,9 @@ pub struct InstanceCap {
     /// The most requests the queue holds.
     max_queued: usize,
     /// Held by the head of the queue until an instance takes it in; a fair (FIFO) semaphore, so
-    /// requests become the head in the order they arrived.
+    /// requests become the head in the order they arrived. While it is held, any sign of room
+    /// must wake the head.
     head: Semaphore,
-    /// The head is between handing its request in and learning whether it was taken: any sign of
-    /// room from then on must wake it.
-    watching: AtomicUsize,
     /// Signalled when there may be room.
     room: Notify,
     /// Where the queue's counters go.
@@ -48,10 +46,11 @@ impl Drop for Place<'_> {
     }
 }
 
-/// The head of the queue, while it hands its request in.
+/// The head of the queue, while it hands its request in; it keeps its place until it is dropped.
 pub struct Head<'a> {
     cap: &'a InstanceCap,
     _permit: SemaphorePermit<'a>,
+    _place: Place<'a>,
 }
 
 impl<'a> Head<'a> {
@@ -59,12 +58,6 @@ impl<'a> Head<'a> {
     /// that appears while the handler refuses the request is not missed.
     pub fn room(&self) -> tokio::sync::futures::Notified<'a> {
         self.cap.room.notified()
-    }
-}
-
-impl Drop for Head<'_> {
-    fn drop(&mut self) {
-        self.cap.watching.fetch_sub(1, Relaxed);
     }
 }
 
@@ -77,7 +70,6 @@ impl InstanceCap {
             queued: AtomicUsize::new(0),
             max_queued,
             head: Semaphore::new(1),
-            watching: AtomicUsize::new(0),
             room: Notify::new(),
             stats,
         }
@@ -98,7 +90,7 @@ impl InstanceCap {
 
     /// An instance would accept another request.
     pub fn instance_has_room(&self) {
-        if self.watching.load(Relaxed) > 0 {
+        if self.head.available_permits() == 0 {
             self.room.notify_waiters();
         }
     }
@@ -112,17 +104,17 @@ impl InstanceCap {
             .ok()
     }
 
-    /// Waits to be the head of the queue.
-    pub async fn head(&self, _place: &Place<'_>) -> Head<'_> {
+    /// Waits, in its place, to be the head of the queue.
+    pub async fn head<'a>(&'a self, place: Place<'a>) -> Head<'a> {
         let permit = self
             .head
             .acquire()
             .await
             .expect("the head semaphore is never closed");
-        self.watching.fetch_add(1, Relaxed);
         Head {
             cap: self,
             _permit: permit,
+            _place: place,
         }
     }
 

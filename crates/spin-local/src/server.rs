@@ -600,8 +600,7 @@ impl Server {
             return unavailable();
         };
         let queued_at = Instant::now();
-        let mut head = Some(cap.head(&place).await);
-        let mut place = Some(place);
+        let mut head = Some(cap.head(place).await);
         let mut refused = false;
         // The error, and whether it is that no instance could be made at all.
         let (e, no_instance) = loop {
@@ -620,7 +619,6 @@ impl Server {
                         // Taken in: leave the queue and let the next request be handed in.
                         cap.admitted(queued_at.elapsed(), refused);
                         head = None;
-                        place = None;
                     }
                 }
             };
@@ -645,7 +643,6 @@ impl Server {
             }
         };
         drop(head);
-        drop(place);
         eprintln!(
             "component {:?}: request {path} failed: {e:#}",
             m.route.component
