@@ -1066,6 +1066,22 @@ fn revoking_an_agent_refuses_its_tokens_everywhere_and_ends_its_streams() {
         &json!({ "agent": a, "x": 1 }),
     )
     .expect_problem(422);
+    // A ?wait= read and an MCP wait of the agent are parked when the revocation comes.
+    let read = {
+        let (c, ta, id) = (c.clone(), ta.clone(), id.clone());
+        std::thread::spawn(move || c.get(&format!("/v1/elicitations/{id}?wait=20"), Some(&ta)))
+    };
+    let mcp_wait = {
+        let mcp = e2e::Mcp::stateless(&c, &ta, json!({}));
+        std::thread::spawn(move || {
+            let call = mcp.request(
+                "tools/call",
+                json!({ "name": "inbox", "arguments": { "waitSeconds": 20, "since": 1 } }),
+            );
+            mcp.post(&call, &[])
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
     let revoked_at = std::time::Instant::now();
     let r = c
         .post(
@@ -1085,6 +1101,20 @@ fn revoking_an_agent_refuses_its_tokens_everywhere_and_ends_its_streams() {
             ),
         }
     }
+    // Both waits ended within 2 s of the revocation, refused.
+    read.join().unwrap().expect_problem(401);
+    let r = mcp_wait.join().unwrap();
+    let body = r.json();
+    assert_eq!(
+        body["result"]["structuredContent"]["status"], 401,
+        "{}",
+        r.text
+    );
+    assert!(
+        revoked_at.elapsed() < Duration::from_millis(2500),
+        "the waits took {:?} to end",
+        revoked_at.elapsed()
+    );
     // Every route refuses the old token, the MCP gateway too; nothing changes.
     let body = Some(("application/json", br#"{"to":"x","message":"m"}"#.to_vec()));
     for (method, path) in [
@@ -1139,4 +1169,78 @@ fn a_stream_ends_when_its_token_expires() {
     );
     c.get(&format!("/v1/agents/{a}/events"), Some(&t))
         .expect_problem(401);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Abuse limits
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn creates_past_the_rate_or_the_pending_limit_are_429_and_change_nothing() {
+    let host = e2e::Host::start(
+        &e2e::repo().join("spin.toml"),
+        &[
+            "--variable",
+            "create_rate_per_minute=3",
+            "--variable",
+            "max_pending_per_agent=2",
+        ],
+    );
+    let c = host.client();
+    let (a, b, d) = (agent("flood"), agent("inbox"), agent("other"));
+    let (ta, tb, td) = (c.token(&a), c.token(&b), c.token(&d));
+    // Whichever minute this is, the rate check below must not straddle two: wait out a late one.
+    let into_minute = Timestamp::now().0 % 60_000;
+    if into_minute > 50_000 {
+        std::thread::sleep(Duration::from_millis(60_500 - into_minute));
+    }
+    let first = c.ask(&ta, &b, json!({}));
+    c.ask(&td, &b, json!({}));
+    // b has 2 pending: a third is refused, whoever asks, over HTTP and MCP alike.
+    let before = c
+        .get(&format!("/v1/agents/{b}/elicitations"), Some(&tb))
+        .expect(200);
+    let refused = c.post(
+        "/v1/elicitations",
+        Some(&ta),
+        &json!({ "to": b, "message": "one more?" }),
+    );
+    let problem = refused.expect_problem(429);
+    assert_eq!(problem["type"], "/problems/too-many-requests");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("pending"),
+        "{problem}"
+    );
+    assert_eq!(refused.header("retry-after"), Some("30"));
+    let mcp = e2e::Mcp::stateless(&c, &ta, json!({}));
+    let r = mcp.call("ask", &json!({ "to": b, "message": "via MCP?" }));
+    assert_eq!(r["isError"], true, "{r}");
+    assert_eq!(r["structuredContent"]["status"], 429, "{r}");
+    let after = c
+        .get(&format!("/v1/agents/{b}/elicitations"), Some(&tb))
+        .expect(200);
+    assert_eq!(
+        before["items"], after["items"],
+        "a refused create changed b's inbox"
+    );
+    // Answering one frees its room.
+    c.answer(&tb, &first, &json!({ "action": "decline" }))
+        .expect(200);
+    c.ask(&ta, &b, json!({}));
+    // a has now made 3 creates this minute (the refused ones do not count): a fourth is a 429.
+    c.ask(&ta, &d, json!({}));
+    let refused = c.post(
+        "/v1/elicitations",
+        Some(&ta),
+        &json!({ "to": d, "message": "and another?" }),
+    );
+    let problem = refused.expect_problem(429);
+    assert!(
+        problem["detail"].as_str().unwrap().contains("a minute"),
+        "{problem}"
+    );
+    let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    // The limit is the requester's: d is not held to a's count.
+    c.ask(&td, &a, json!({}));
 }

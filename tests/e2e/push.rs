@@ -355,3 +355,55 @@ fn a_client_that_stops_reading_is_cut_and_nobody_else_waits_for_it() {
     let id = c.ask(&ta, &fine, json!({}));
     sf.expect_event("elicitation.created", &id);
 }
+
+/// One stream more than `max_streams_per_agent` ends that agent's oldest within 2 s, however many
+/// it opens, and touches nobody else's; the host counts why it ended.
+#[test]
+fn a_stream_past_the_agents_limit_ends_its_oldest() {
+    let host = Host::start(
+        &e2e::repo().join("spin.toml"),
+        &["--variable", "max_streams_per_agent=2"],
+    );
+    let c = host.client();
+    let (a, b) = (agent("many"), agent("other"));
+    let (ta, tb) = (c.token(&a), c.token(&b));
+    let sb = c.events(&b, &tb, None);
+    sb.expect_open();
+    let mut open: Vec<Sse> = Vec::new();
+    for n in 0..4 {
+        let s = c.events(&a, &ta, None);
+        s.expect_open();
+        open.push(s);
+        if n >= 2 {
+            // The one opened two before this one ends, within 2 s.
+            let oldest = open.remove(0);
+            let opened = Instant::now();
+            loop {
+                match oldest.next(Duration::from_millis(100)) {
+                    Some(SseMsg::Closed) => break,
+                    _ => assert!(
+                        opened.elapsed() < Duration::from_secs(2),
+                        "stream {} of {a} is still open past the limit",
+                        n - 2
+                    ),
+                }
+            }
+        }
+    }
+    // The two newest and the other agent's stream are open and live.
+    let id = c.ask(&tb, &a, json!({}));
+    for s in &open {
+        s.expect_event("elicitation.created", &id);
+    }
+    let id = c.ask(&ta, &b, json!({}));
+    sb.expect_event("elicitation.created", &id);
+    let stats = c.get("/.well-known/spin/stats", None).expect(200);
+    let ends = &stats["components"]["events"]["bodyEnds"];
+    let replaced = ends
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k.contains("max_streams_per_agent"))
+        .map(|(_, v)| v.as_u64().unwrap());
+    assert_eq!(replaced, Some(2), "{ends}");
+}

@@ -365,6 +365,10 @@ impl Host {
             .args(&extra)
             .env("SPIN_VARIABLE_TOKEN_SECRET", TOKEN_SECRET)
             .env("SPIN_VARIABLE_ADMIN_TOKEN", ADMIN_TOKEN)
+            // The suite's traffic puts thousands of pending requests in front of one agent within
+            // a minute on purpose; the test of the create limits sets its own with --variable.
+            .env("SPIN_VARIABLE_CREATE_RATE_PER_MINUTE", "1000000")
+            .env("SPIN_VARIABLE_MAX_PENDING_PER_AGENT", "1000000")
             .env_remove("SPIN_HTTP_LISTEN_ADDR")
             // The host stops when this pipe closes: when the test process exits, even for the
             // shared host, which as a static is never dropped.

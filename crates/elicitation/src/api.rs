@@ -137,9 +137,11 @@ fn respond(result: Result<Response, Error>) -> Response {
     result.unwrap_or_else(|e| Response::problem(&e))
 }
 
-/// Secrets the API needs, from Spin variables.
+/// Secrets and limits the API needs, from Spin variables.
 #[derive(Debug, Clone)]
 pub struct Secrets {
+    /// What every create is held to.
+    pub limits: service::Limits,
     /// HMAC key of agent tokens.
     pub token_secret: String,
     /// Bearer token that may mint agent tokens.
@@ -161,10 +163,24 @@ pub(crate) async fn authenticate<S: Store>(
         req.authorization.as_deref(),
         now,
     )?;
-    if token::revoked(&verified, revoked_at(store, &verified.agent).await?) {
+    still_valid(store, &verified, now).await?;
+    Ok(verified)
+}
+
+/// Refuses a token verified earlier once it expired, or once its agent's tokens were revoked
+/// after it was issued: what a long request (a wait) checks again as it goes on.
+pub(crate) async fn still_valid<S: Store>(
+    store: &S,
+    verified: &token::Verified,
+    now: Timestamp,
+) -> Result<(), Error> {
+    if verified.expires <= now {
+        return Err(Error::Unauthorized("token expired".into()));
+    }
+    if token::revoked(verified, revoked_at(store, &verified.agent).await?) {
         return Err(Error::Unauthorized("token revoked".into()));
     }
-    Ok(verified)
+    Ok(())
 }
 
 /// When `agent`'s tokens were last revoked (ms), if ever.
@@ -341,6 +357,7 @@ pub async fn create<S: Store>(
                 &actor,
                 &req.body,
                 req.idempotency_key.as_deref(),
+                &secrets.limits,
                 now,
                 new_id,
             )
@@ -421,7 +438,8 @@ where
         async {
             req.require_method("GET")?;
             let started = clock();
-            let actor = authenticate(store, req, secrets, started).await?.agent;
+            let verified = authenticate(store, req, secrets, started).await?;
+            let actor = verified.agent.clone();
             if req.route.ends_with("/messages") {
                 return legacy_messages(store, req, &actor, opts, &clock, &sleep).await;
             }
@@ -445,7 +463,7 @@ where
                     _ => return Err(Error::BadRequest(format!("unknown query parameter {k:?}"))),
                 }
             }
-            let e = wait::settled(store, &actor, id, wait_ms, &clock, &until_changed).await?;
+            let e = wait::settled(store, &verified, id, wait_ms, &clock, &until_changed).await?;
             Ok(Response::json(200, &e))
         }
         .await,

@@ -6,7 +6,9 @@
 //! `"<number> <mention> …"` into slot `number % RING` of a fixed ring of keys. A mention is an
 //! agent whose log grew, with the number its new event has (`b:17`), or an agent that asked a new
 //! elicitation, with its id and deadline (`a@el_x@1795765107000`: its stream watches the deadline),
-//! or an agent whose tokens were revoked (`!a`: its streams check whether theirs is one).
+//! or an agent whose tokens were revoked (`!a`: its streams check whether theirs is one), or an
+//! agent's event stream that opened or ended, with its number (`+a:3`, `-a:3`: see
+//! [`outlet`](crate::outlet)).
 //! Agent ids have no spaces, colons or `@`.
 //!
 //! A [`Feed`] never decodes the counter's bytes (Spin's backends encode counters differently): it
@@ -62,6 +64,10 @@ pub enum Mention<'a> {
     Asked(&'a str, &'a str, u64),
     /// The agent's tokens were revoked: its streams look whether theirs is among them.
     Revoked(&'a str),
+    /// An event stream of the agent opened with this number (see [`outlet`](crate::outlet)).
+    Opened(&'a str, i64),
+    /// The agent's event stream with this number ended.
+    Closed(&'a str, i64),
 }
 
 /// Announces these changes in one entry: [`take`], then [`write`]. Call before the events it
@@ -99,6 +105,8 @@ pub async fn write<S: Store>(store: &S, n: i64, mentions: &[Mention<'_>]) -> Sto
                 entry.push_str(&format!("{agent}@{id}@{expires}"));
             }
             Mention::Revoked(agent) => entry.push_str(&format!("!{agent}")),
+            Mention::Opened(agent, n) => entry.push_str(&format!("+{agent}:{n}")),
+            Mention::Closed(agent, n) => entry.push_str(&format!("-{agent}:{n}")),
         }
     }
     store
@@ -115,6 +123,10 @@ pub struct Change {
     pub asked: BTreeSet<(u64, String)>,
     /// Its tokens were revoked.
     pub revoked: bool,
+    /// Numbers of its event streams that opened.
+    pub opened: BTreeSet<i64>,
+    /// Numbers of its event streams that ended.
+    pub closed: BTreeSet<i64>,
 }
 
 /// What changed since the last poll.
@@ -139,6 +151,16 @@ fn note(agents: &mut BTreeMap<String, Change>, mentions: &str) {
     for word in mentions.split(' ').filter(|w| !w.is_empty()) {
         if let Some(agent) = word.strip_prefix('!') {
             agents.entry(agent.to_string()).or_default().revoked = true;
+        } else if let Some((sign, (agent, n))) = word
+            .strip_prefix('+')
+            .map(|w| (true, w))
+            .or_else(|| word.strip_prefix('-').map(|w| (false, w)))
+            .and_then(|(sign, w)| Some((sign, w.split_once(':')?)))
+        {
+            let c = agents.entry(agent.to_string()).or_default();
+            if let Ok(n) = n.parse::<i64>() {
+                if sign { &mut c.opened } else { &mut c.closed }.insert(n);
+            }
         } else if let Some((agent, seq)) = word.split_once(':') {
             let c = agents.entry(agent.to_string()).or_default();
             if let Ok(seq) = seq.parse::<i64>() {
@@ -307,7 +329,12 @@ mod tests {
         publish(store, &[Mention::Log("a", 3)]).await.unwrap();
         publish(
             store,
-            &[Mention::Log("b", 1), Mention::Asked("c", "el_x", 77)],
+            &[
+                Mention::Log("b", 1),
+                Mention::Asked("c", "el_x", 77),
+                Mention::Opened("d-1", 3),
+                Mention::Closed("d-1", 2),
+            ],
         )
         .await
         .unwrap();
@@ -321,9 +348,14 @@ mod tests {
                     let c: &mut Change = seen.entry(k).or_default();
                     c.head = c.head.max(v.head);
                     c.asked.extend(v.asked);
+                    c.opened.extend(v.opened);
+                    c.closed.extend(v.closed);
                 }
             }
         }
+        assert_eq!(seen["d-1"].opened, BTreeSet::from([3]));
+        assert_eq!(seen["d-1"].closed, BTreeSet::from([2]));
+        assert_eq!(seen["d-1"].head, None);
         assert_eq!(seen["a"].head, Some(4));
         assert_eq!(seen["b"].head, Some(1));
         assert_eq!(seen["c"].asked, BTreeSet::from([(77, "el_x".to_string())]));

@@ -45,6 +45,13 @@ pub enum Error {
         /// The fields at fault.
         errors: Vec<FieldError>,
     },
+    /// 429: a limit of the requester's or the addressee's was reached; nothing was changed.
+    TooManyRequests {
+        /// Which limit, and how far.
+        detail: String,
+        /// Seconds after which the same request may succeed (`Retry-After`).
+        retry_after: u64,
+    },
     /// 500: the store failed.
     Storage(String),
 }
@@ -81,6 +88,7 @@ impl Error {
             Self::PayloadTooLarge(_) => 413,
             Self::UnsupportedMediaType => 415,
             Self::Invalid { .. } => 422,
+            Self::TooManyRequests { .. } => 429,
             Self::Storage(_) => 500,
         }
     }
@@ -97,6 +105,7 @@ impl Error {
             Self::PayloadTooLarge(_) => ("payload-too-large", "Request body too large"),
             Self::UnsupportedMediaType => ("unsupported-media-type", "Unsupported media type"),
             Self::Invalid { .. } => ("validation-failed", "The request breaks the contract"),
+            Self::TooManyRequests { .. } => ("too-many-requests", "A limit was reached"),
             Self::Storage(_) => ("internal", "Internal error"),
         }
     }
@@ -112,7 +121,8 @@ impl Error {
             Self::MethodNotAllowed(allow) => format!("this route takes {allow}"),
             Self::Conflict { detail, .. }
             | Self::Gone { detail, .. }
-            | Self::Invalid { detail, .. } => detail.clone(),
+            | Self::Invalid { detail, .. }
+            | Self::TooManyRequests { detail, .. } => detail.clone(),
             Self::PayloadTooLarge(limit) => format!("the body may be at most {limit} bytes"),
             Self::UnsupportedMediaType => "send the body as application/json".to_string(),
             Self::Storage(_) => "the store failed; nothing was changed by this request".to_string(),
@@ -137,9 +147,12 @@ impl Error {
         }
     }
 
-    /// Extra response headers this error needs (`Allow`, `WWW-Authenticate`).
+    /// Extra response headers this error needs (`Allow`, `WWW-Authenticate`, `Retry-After`).
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         match self {
+            Self::TooManyRequests { retry_after, .. } => {
+                vec![("retry-after", retry_after.max(&1).to_string())]
+            }
             Self::MethodNotAllowed(allow) => vec![("allow", (*allow).to_string())],
             Self::Unauthorized(_) => vec![("www-authenticate", "Bearer".to_string())],
             _ => Vec::new(),

@@ -15,6 +15,9 @@
 //! | `zero` | a counter only ever incremented by zero: the bytes of a counter at zero |
 //! | `epoch` | the change feed's counter: every published change takes a number from it |
 //! | `chg/<n % 4096>` | the change feed's ring: `"<n> <mention> …"`, the agents whose change took number `n` |
+//! | `rate/<agent>/<minute>` | how many elicitations the agent created in that minute since the epoch (a counter) |
+//! | `pend/<agent>` | how many pending elicitations are addressed to the agent (a counter) |
+//! | `str/<agent>` | how many event streams the agent has opened: each open takes the next number (a counter) |
 //! | `rev/<agent>` | when the agent's tokens were last revoked (ms, decimal): tokens issued up to then are refused |
 //! | `mcp/s/<session>` | an MCP session (2025 era): its agent, protocol version, client capabilities and expiry (JSON) |
 //! | `mcp/r/<session>/<id>` | why the human's answer relayed for elicitation `id` in that session was not recorded (a problem, JSON) |
@@ -92,6 +95,21 @@ pub const EPOCH: &str = "epoch";
 /// Slot `i` of the change feed's ring.
 pub fn change_slot(i: i64) -> String {
     format!("chg/{i}")
+}
+
+/// How many elicitations `agent` created in `minute` (since the Unix epoch).
+pub fn create_rate(agent: &str, minute: u64) -> String {
+    format!("rate/{agent}/{minute}")
+}
+
+/// How many pending elicitations are addressed to `agent`.
+pub fn pending(agent: &str) -> String {
+    format!("pend/{agent}")
+}
+
+/// The numbers of `agent`'s event streams.
+pub fn streams(agent: &str) -> String {
+    format!("str/{agent}")
 }
 
 /// When `agent`'s tokens were last revoked.

@@ -7,6 +7,75 @@
 //! the hub itself, so a write counts as slow only when it stayed pending both for a while *and*
 //! across many of the hub's own ticks. The hub keeps ticking (every few milliseconds) whatever its
 //! clients do.
+//!
+//! An agent holds at most `max_streams_per_agent` streams, on every node together. A stream takes
+//! a number from the agent's counter as it opens and announces it on the change feed, and
+//! announces its end; every stream learns from the feed which of the agent's streams opened after
+//! it and are still open ([`Newer`]). When the limit's worth of them are, it ends: so a new stream
+//! is never refused, the oldest gives way — a client reconnecting after a dropped connection is
+//! not locked out by its own dead one — and within a hub tick or two no agent holds more than the
+//! limit. (A stream on a node that died never announces its end, so it still counts as open to
+//! older streams elsewhere, which then end one stream early: the limit errs on the safe side.)
+
+use std::collections::BTreeSet;
+
+use crate::changes::{self, Change, Mention};
+use crate::keys;
+use crate::store::{Store, StoreResult};
+
+/// Default `max_streams_per_agent`.
+pub const MAX_STREAMS_PER_AGENT: u64 = 8;
+
+/// Gives a stream of `agent` its number and announces it.
+pub async fn opened<S: Store>(store: &S, agent: &str) -> StoreResult<i64> {
+    let n = store.increment(&keys::streams(agent), 1).await?;
+    changes::publish(store, &[Mention::Opened(agent, n)]).await?;
+    Ok(n)
+}
+
+/// Announces the end of `agent`'s stream `n`.
+pub async fn closed<S: Store>(store: &S, agent: &str, n: i64) -> StoreResult<()> {
+    changes::publish(store, &[Mention::Closed(agent, n)]).await
+}
+
+/// The streams of the same agent that opened after stream `mine` and are still open, as the
+/// change feed tells.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Newer {
+    mine: i64,
+    open: BTreeSet<i64>,
+    /// Ends seen before their opens (the feed's order is not the streams' order).
+    ended: BTreeSet<i64>,
+}
+
+impl Newer {
+    /// For stream number `mine`.
+    pub fn of(mine: i64) -> Self {
+        Self {
+            mine,
+            ..Self::default()
+        }
+    }
+
+    /// Takes in what the feed said of the agent.
+    pub fn apply(&mut self, change: &Change) {
+        for n in change.opened.iter().filter(|n| **n > self.mine) {
+            if !self.ended.remove(n) {
+                self.open.insert(*n);
+            }
+        }
+        for n in change.closed.iter().filter(|n| **n > self.mine) {
+            if !self.open.remove(n) {
+                self.ended.insert(*n);
+            }
+        }
+    }
+
+    /// Whether this stream must give way: `max` newer ones are open.
+    pub fn crowded(&self, max: u64) -> bool {
+        self.open.len() as u64 >= max.max(1)
+    }
+}
 
 /// How long a write may stay pending before its client counts as not reading, in milliseconds.
 pub const SLOW_CLIENT_MS: u64 = 250;
@@ -32,6 +101,8 @@ pub enum Cut {
     Revoked,
     /// The stream's token expired.
     Expired,
+    /// Newer streams of the same agent took its place ([`Newer`]).
+    Replaced,
 }
 
 impl Cut {
@@ -43,6 +114,9 @@ impl Cut {
             Self::ClientGone => "event stream ended: its client went away",
             Self::Revoked => "event stream ended: its token was revoked",
             Self::Expired => "event stream ended: its token expired",
+            Self::Replaced => {
+                "event stream ended: its agent opened more than max_streams_per_agent after it"
+            }
         }
     }
 }
@@ -99,5 +173,66 @@ mod tests {
         assert_eq!(cut(None, 0, 1_000_000, 1_000_000), None);
         assert_eq!(cut(None, MAX_BACKLOG_BYTES, 0, 0), None);
         assert_eq!(cut(None, MAX_BACKLOG_BYTES + 1, 0, 0), Some(Cut::Backlog));
+    }
+
+    fn change(opened: &[i64], closed: &[i64]) -> Change {
+        Change {
+            opened: opened.iter().copied().collect(),
+            closed: closed.iter().copied().collect(),
+            ..Change::default()
+        }
+    }
+
+    #[test]
+    fn a_stream_gives_way_when_the_limit_of_newer_ones_are_open() {
+        let mut third = Newer::of(3);
+        // Older streams and itself do not count.
+        third.apply(&change(&[1, 2, 3], &[]));
+        assert!(!third.crowded(2));
+        third.apply(&change(&[4], &[]));
+        assert!(!third.crowded(2));
+        // One newer closed before another opened: still one.
+        third.apply(&change(&[5], &[4]));
+        assert!(!third.crowded(2));
+        third.apply(&change(&[6], &[]));
+        assert!(third.crowded(2));
+    }
+
+    #[test]
+    fn an_end_read_before_its_open_cancels_it() {
+        let mut first = Newer::of(1);
+        first.apply(&change(&[], &[2]));
+        first.apply(&change(&[2, 3], &[]));
+        assert!(!first.crowded(2));
+        first.apply(&change(&[4], &[]));
+        assert!(first.crowded(2));
+    }
+
+    #[test]
+    fn a_stream_is_replaced_once_the_limit_of_newer_streams_is_open_across_nodes() {
+        use crate::store::{MemoryStore, Store};
+        futures::executor::block_on(async {
+            let store = MemoryStore::default();
+            let mut feed = changes::Feed::start(&store, crate::Timestamp(1))
+                .await
+                .unwrap();
+            let mine = opened(&store, "a").await.unwrap();
+            let mut newer = Newer::of(mine);
+            let second = opened(&store, "a").await.unwrap();
+            opened(&store, "b").await.unwrap();
+            closed(&store, "a", second).await.unwrap();
+            opened(&store, "a").await.unwrap();
+            for _ in 0..4 {
+                if let changes::Poll::Agents(a) =
+                    feed.poll(&store, crate::Timestamp(2)).await.unwrap()
+                    && let Some(c) = a.get("a")
+                {
+                    newer.apply(c);
+                }
+            }
+            assert!(!newer.crowded(2));
+            assert!(newer.crowded(1));
+            assert_eq!(store.increment(&keys::streams("a"), 0).await.unwrap(), 3);
+        });
     }
 }

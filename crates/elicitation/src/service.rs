@@ -40,6 +40,101 @@ pub const MAX_CONTEXT_CHARS: usize = 256;
 pub const IDEMPOTENCY_WINDOW_SECONDS: u64 = 86_400;
 /// Longest `Idempotency-Key`.
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+/// How long a pending-limit refusal asks the requester to wait (`Retry-After`, seconds): the
+/// addressee frees room by answering, which nobody can predict.
+pub const PENDING_RETRY_AFTER_SECONDS: u64 = 30;
+
+/// The limits every create is held to (app variables of the same names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Elicitations one requester may create in a calendar minute (`create_rate_per_minute`).
+    pub create_rate_per_minute: u64,
+    /// Pending elicitations one agent may have addressed to it (`max_pending_per_agent`).
+    pub max_pending_per_agent: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            create_rate_per_minute: 600,
+            max_pending_per_agent: 1000,
+        }
+    }
+}
+
+/// Takes one unit of `actor`'s create rate in this minute and one of `to`'s pending allowance,
+/// both with the store's atomic increments, so the limits hold exactly however many instances and
+/// nodes create at once: a create is admitted only if neither count passed its limit, counting
+/// itself. A refused one gives both units back, so it leaves nothing changed. The pending count is
+/// given back again by the transition that ends the elicitation ([`transition`]).
+async fn admit<S: Store>(
+    store: &S,
+    actor: &str,
+    to: &str,
+    limits: &Limits,
+    now: Timestamp,
+) -> Result<(), Error> {
+    let rate_key = keys::create_rate(actor, now.0 / 60_000);
+    let pending_key = keys::pending(to);
+    let (rate, pending) = futures::future::join(
+        store.increment(&rate_key, 1),
+        store.increment(&pending_key, 1),
+    )
+    .await;
+    let over = |n: &Result<i64, _>, limit: u64| matches!(n, Ok(n) if u64::try_from(*n).map_or(true, |n| n > limit));
+    let refusal = if over(&rate, limits.create_rate_per_minute) {
+        Some(Error::TooManyRequests {
+            detail: format!(
+                "{actor} may create at most {} elicitations a minute",
+                limits.create_rate_per_minute
+            ),
+            retry_after: 60 - (now.0 / 1000) % 60,
+        })
+    } else if over(&pending, limits.max_pending_per_agent) {
+        Some(Error::TooManyRequests {
+            detail: format!(
+                "{to} already has {} pending requests, the most it may have",
+                limits.max_pending_per_agent
+            ),
+            retry_after: PENDING_RETRY_AFTER_SECONDS,
+        })
+    } else {
+        None
+    };
+    let failed = rate.is_err() || pending.is_err();
+    if refusal.is_some() || failed {
+        give_back(
+            store,
+            rate.is_ok().then_some(rate_key.as_str()),
+            pending.is_ok().then_some(pending_key.as_str()),
+        )
+        .await?;
+    }
+    rate?;
+    pending?;
+    refusal.map_or(Ok(()), Err)
+}
+
+/// Gives back the units [`admit`] took (those it got).
+async fn give_back<S: Store>(
+    store: &S,
+    rate_key: Option<&str>,
+    pending_key: Option<&str>,
+) -> Result<(), Error> {
+    let undo = |k: Option<&str>| {
+        let k = k.map(str::to_string);
+        async move {
+            match k {
+                Some(k) => store.increment(&k, -1).await.map(|_| ()),
+                None => Ok(()),
+            }
+        }
+    };
+    let (a, b) = futures::future::join(undo(rate_key), undo(pending_key)).await;
+    a?;
+    b?;
+    Ok(())
+}
 
 fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Error> {
     let value: Value = serde_json::from_slice(body)
@@ -267,6 +362,7 @@ pub async fn create<S: Store>(
     actor: &str,
     body: &[u8],
     idempotency_key: Option<&str>,
+    limits: &Limits,
     now: Timestamp,
     new_id: String,
 ) -> Result<Created, Error> {
@@ -294,6 +390,7 @@ pub async fn create<S: Store>(
             Some((k, request_hash))
         }
     };
+    admit(store, actor, &draft.to, limits, now).await?;
     let id = new_id;
     let to = draft.to.clone();
     let (created, inbox, outbox) = futures::future::join3(
@@ -362,9 +459,16 @@ pub async fn create<S: Store>(
             if let idempotency::Claim::Held(held) =
                 idempotency::claim(store, &k, &mine, now).await?
             {
-                // A twin with the same key got there first; ours was never announced.
+                // A twin with the same key got there first; ours was never announced, and what
+                // it took of the limits goes back.
                 store.delete_many(&[keys::record(&id)]).await?;
                 log::void(store, &to, record.slots.created).await?;
+                give_back(
+                    store,
+                    Some(&keys::create_rate(actor, now.0 / 60_000)),
+                    Some(&keys::pending(&to)),
+                )
+                .await?;
                 return replay(store, &held, &mine.request_hash).await;
             }
             index(store, &record).await?;
@@ -849,6 +953,8 @@ async fn transition<S: Store>(
         b?;
         return Ok(None);
     }
+    // The one winner gives back the addressee's pending unit its create took.
+    store.increment(&keys::pending(&e.to), -1).await?;
     settle(store, &next, Events::Final, Attempt::Staged, None).await?;
     Ok(Some(next))
 }

@@ -229,6 +229,11 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
 
+    const LIMITS: service::Limits = service::Limits {
+        create_rate_per_minute: 1_000_000,
+        max_pending_per_agent: 1_000_000,
+    };
+
     const SEEDS: u64 = 300;
     const T0: Timestamp = Timestamp(1_000_000);
 
@@ -323,7 +328,8 @@ mod tests {
             &sim,
             &rng,
             vec![Box::pin(async {
-                let c = service::create(&sim, "a", &body("b"), None, T0, "el_1".into()).await;
+                let c =
+                    service::create(&sim, "a", &body("b"), None, &LIMITS, T0, "el_1".into()).await;
                 *created.borrow_mut() = Some(c.map(|c| c.elicitation.id));
             })],
             &[None],
@@ -434,8 +440,16 @@ mod tests {
         let twin = |n: usize| {
             let (sim, ids) = (&sim, &ids);
             Box::pin(async move {
-                let r =
-                    service::create(sim, "a", &body("b"), Some("k"), T0, format!("el_t{n}")).await;
+                let r = service::create(
+                    sim,
+                    "a",
+                    &body("b"),
+                    Some("k"),
+                    &LIMITS,
+                    T0,
+                    format!("el_t{n}"),
+                )
+                .await;
                 if let Ok(c) = r {
                     ids.borrow_mut().push(c.elicitation.id);
                 }
@@ -463,8 +477,16 @@ mod tests {
         let mk = |from: &'static str, n: usize| {
             let sim = &sim;
             Box::pin(async move {
-                let _ =
-                    service::create(sim, from, &body("b"), None, T0, format!("el_{from}{n}")).await;
+                let _ = service::create(
+                    sim,
+                    from,
+                    &body("b"),
+                    None,
+                    &LIMITS,
+                    T0,
+                    format!("el_{from}{n}"),
+                )
+                .await;
             }) as Task<'_>
         };
         run(&sim, &rng, vec![mk("x", 0), mk("x", 1)], &[None, None]);
@@ -512,6 +534,137 @@ mod tests {
             }
         }
         assert_eq!(sim.inner.flagged(), [], "seed {seed}");
+    }
+
+    /// Five creates race for room under `limits` (from `froms`, all to `b`), none crashing:
+    /// exactly `admitted` of them are created, every other one is a 429 that left nothing behind
+    /// (its counters given back, no record), and the counters then hold what was admitted.
+    fn racing_creates_under_limits<M: Model>(
+        seed: u64,
+        limits: service::Limits,
+        froms: [&'static str; 5],
+        admitted: usize,
+    ) {
+        let rng = Rng::new(seed);
+        let sim = Sim::<M>::new();
+        let results = RefCell::new(Vec::new());
+        let tasks: Vec<Task<'_>> = froms
+            .iter()
+            .enumerate()
+            .map(|(n, from)| {
+                let (sim, results) = (&sim, &results);
+                Box::pin(async move {
+                    let id = format!("el_{n}");
+                    let r =
+                        service::create(sim, from, &body("b"), None, &limits, T0, id.clone()).await;
+                    results.borrow_mut().push((id, r.map(|_| ())));
+                }) as Task<'_>
+            })
+            .collect();
+        run(&sim, &rng, tasks, &[None; 5]);
+        let results = results.take();
+        let ok: Vec<&String> = results
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(ok.len(), admitted, "seed {seed}: {results:?}");
+        let mut counts = Vec::new();
+        run(
+            &sim,
+            &rng,
+            vec![Box::pin(async {
+                for (id, r) in &results {
+                    let record = sim.get(&crate::keys::record(id)).await.unwrap();
+                    match r {
+                        Ok(()) => assert!(record.is_some()),
+                        Err(e) => {
+                            assert_eq!(e.status(), 429, "seed {seed}: {e:?}");
+                            assert!(record.is_none(), "seed {seed}: refused {id} was stored");
+                        }
+                    }
+                }
+                counts.push(sim.increment(&crate::keys::pending("b"), 0).await.unwrap());
+                for from in BTreeSet::from(froms) {
+                    let k = crate::keys::create_rate(from, T0.0 / 60_000);
+                    counts.push(sim.increment(&k, 0).await.unwrap());
+                }
+            })],
+            &[None],
+        );
+        let admitted = i64::try_from(admitted).unwrap();
+        assert_eq!(counts[0], admitted, "seed {seed}: pending count");
+        assert_eq!(
+            counts[1..].iter().sum::<i64>(),
+            admitted,
+            "seed {seed}: rate counts"
+        );
+        assert_eq!(sim.inner.flagged(), [], "seed {seed}");
+    }
+
+    #[test]
+    fn the_create_rate_is_exact_under_racing_creates_on_both_backends() {
+        let limits = service::Limits {
+            create_rate_per_minute: 3,
+            ..LIMITS
+        };
+        for seed in 0..SEEDS / 3 {
+            racing_creates_under_limits::<SpinSqlite>(seed, limits, ["a"; 5], 3);
+            racing_creates_under_limits::<SpinRedis>(seed, limits, ["a"; 5], 3);
+        }
+    }
+
+    #[test]
+    fn the_pending_limit_is_exact_under_racing_creates_on_both_backends() {
+        let limits = service::Limits {
+            max_pending_per_agent: 2,
+            ..LIMITS
+        };
+        let froms = ["p", "q", "r", "s", "t"];
+        for seed in 0..SEEDS / 3 {
+            racing_creates_under_limits::<SpinSqlite>(seed, limits, froms, 2);
+            racing_creates_under_limits::<SpinRedis>(seed, limits, froms, 2);
+        }
+    }
+
+    #[test]
+    fn an_ended_elicitation_gives_its_pending_room_back_once() {
+        let limits = service::Limits {
+            max_pending_per_agent: 1,
+            ..LIMITS
+        };
+        let sim = Sim::<SpinRedis>::new();
+        let rng = Rng::new(1);
+        let outcomes = RefCell::new(Vec::new());
+        run(
+            &sim,
+            &rng,
+            vec![Box::pin(async {
+                let mut o = Vec::new();
+                let b = body("b");
+                let create =
+                    |id: &str| service::create(&sim, "a", &b, None, &limits, T0, id.to_string());
+                o.push(create("el_1").await.is_ok());
+                o.push(create("el_2").await.is_ok());
+                // Declined twice: the repeat is answered as the first was, and gives back nothing.
+                let decline = br#"{"action":"decline"}"#;
+                o.push(
+                    service::respond(&sim, "b", "el_1", decline, T0)
+                        .await
+                        .is_ok(),
+                );
+                o.push(
+                    service::respond(&sim, "b", "el_1", decline, T0)
+                        .await
+                        .is_ok(),
+                );
+                o.push(create("el_3").await.is_ok());
+                o.push(create("el_4").await.is_ok());
+                *outcomes.borrow_mut() = o;
+            })],
+            &[None],
+        );
+        assert_eq!(outcomes.take(), [true, false, true, true, true, false]);
     }
 
     #[test]

@@ -176,7 +176,20 @@ pub async fn secrets() -> Result<api::Secrets, Response<BoxBody>> {
             ))))
         })
     };
+    let limits = crate::service::Limits::default();
     Ok(api::Secrets {
+        limits: crate::service::Limits {
+            create_rate_per_minute: number_variable(
+                "create_rate_per_minute",
+                limits.create_rate_per_minute,
+            )
+            .await,
+            max_pending_per_agent: number_variable(
+                "max_pending_per_agent",
+                limits.max_pending_per_agent,
+            )
+            .await,
+        },
         token_secret: get("token_secret").await?,
         admin_token: get("admin_token").await?,
         realm: crate::token::Realm {

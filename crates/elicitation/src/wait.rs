@@ -7,6 +7,10 @@
 //! changes after that position wakes it, so nothing that happens between the read and the park is
 //! missed. On Spin one watcher per instance polls the feed for all parked waits
 //! (`spin::watch`); the domain only needs the trait.
+//!
+//! A wait holds the caller's verified token and ends with `401` when that expires or is revoked:
+//! it never parks past the token's expiry, and a revocation is announced on the feed under the
+//! agent's name, which wakes the agent's waits to look at their token again.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::future::Future;
@@ -18,6 +22,7 @@ use crate::model::{Elicitation, Status};
 use crate::service::{self, ListQuery, Page};
 use crate::store::Store;
 use crate::time::Timestamp;
+use crate::token::Verified;
 
 /// How a wait learns of changes.
 pub trait Changes {
@@ -40,14 +45,14 @@ where
 /// expiry is seen (and written) on time.
 pub async fn settled<S: Store>(
     store: &S,
-    actor: &str,
+    who: &Verified,
     id: &str,
     wait_ms: u64,
     clock: &impl Fn() -> Timestamp,
     changes: &impl Changes,
 ) -> Result<Elicitation, Error> {
     let no_interrupt = async || Ok(None::<std::convert::Infallible>);
-    let settled = settled_or(store, actor, id, wait_ms, clock, changes, no_interrupt).await?;
+    let settled = settled_or(store, who, id, wait_ms, clock, changes, no_interrupt).await?;
     Ok(settled.unwrap_or_else(|never| match never {}))
 }
 
@@ -55,7 +60,7 @@ pub async fn settled<S: Store>(
 /// still pending, before the wait is over — has something to say (`Err` of the result).
 pub async fn settled_or<S: Store, T>(
     store: &S,
-    actor: &str,
+    who: &Verified,
     id: &str,
     wait_ms: u64,
     clock: &impl Fn() -> Timestamp,
@@ -68,6 +73,7 @@ pub async fn settled_or<S: Store, T>(
     } else {
         0
     };
+    let actor = who.agent.as_str();
     let mut e = service::get(store, actor, id, started).await?;
     loop {
         if e.status != Status::Pending {
@@ -81,12 +87,16 @@ pub async fn settled_or<S: Store, T>(
             return Ok(Ok(e));
         }
         let left = wait_ms - started.millis_until(now);
-        let ms = left.min(now.millis_until(e.expires_at).max(1));
+        let ms = left
+            .min(now.millis_until(e.expires_at).max(1))
+            .min(now.millis_until(who.expires).max(1));
         changes
             .until_changed(vec![e.from.clone(), e.to.clone()], since, ms)
             .await;
         since = changes::position(store).await?;
-        e = service::get(store, actor, id, clock()).await?;
+        let now = clock();
+        crate::api::still_valid(store, who, now).await?;
+        e = service::get(store, actor, id, now).await?;
     }
 }
 
@@ -96,7 +106,7 @@ pub async fn settled_or<S: Store, T>(
 /// caller that leaves one request pending can wait for the next.
 pub async fn inbox<S: Store>(
     store: &S,
-    actor: &str,
+    who: &Verified,
     query: &ListQuery,
     wait_ms: u64,
     clock: &impl Fn() -> Timestamp,
@@ -107,7 +117,9 @@ pub async fn inbox<S: Store>(
         statuses: vec![Status::Pending],
         ..query.clone()
     };
+    let actor = who.agent.as_str();
     let started = clock();
+    let mut woken = false;
     loop {
         let since = if wait_ms > 0 {
             changes::position(store).await?
@@ -115,14 +127,19 @@ pub async fn inbox<S: Store>(
             0
         };
         let now = clock();
+        if woken {
+            crate::api::still_valid(store, who, now).await?;
+        }
         let page = service::list(store, actor, actor, &query, now).await?;
         if !page.items.is_empty() || started.millis_until(now) >= wait_ms {
             return Ok(page);
         }
         let left = wait_ms - started.millis_until(now);
+        let ms = left.min(now.millis_until(who.expires).max(1));
         changes
-            .until_changed(vec![actor.to_string()], since, left)
+            .until_changed(vec![actor.to_string()], since, ms)
             .await;
+        woken = true;
     }
 }
 
@@ -249,6 +266,15 @@ mod tests {
     use super::*;
     use crate::store::MemoryStore;
 
+    /// A token of `agent` that lasts through every test's waits.
+    fn who(agent: &str) -> Verified {
+        Verified {
+            agent: agent.into(),
+            issued: Timestamp(0),
+            expires: Timestamp(u64::MAX / 2),
+        }
+    }
+
     /// A clock that a wait moves on: each park advances it by what the wait asked for, after
     /// running `during` once (a change made while the caller waits).
     struct Parked<'a, F: Fn(Timestamp)> {
@@ -278,6 +304,7 @@ mod tests {
             from,
             body.to_string().as_bytes(),
             None,
+            &service::Limits::default(),
             now,
             id.into(),
         )
@@ -370,11 +397,11 @@ mod tests {
             parks: Cell::new(0),
         };
         let q = ListQuery::pending(Role::Inbox, 10);
-        let page = block_on(inbox(&store, "b", &q, 5000, &clock, &parked)).unwrap();
+        let page = block_on(inbox(&store, &who("b"), &q, 5000, &clock, &parked)).unwrap();
         assert!(page.items.is_empty());
         assert_eq!(now.get(), 1_005_000, "it waited the whole wait");
         block_on(ask(&store, "a", "b", clock(), "el_1"));
-        let page = block_on(inbox(&store, "b", &q, 5000, &clock, &parked)).unwrap();
+        let page = block_on(inbox(&store, &who("b"), &q, 5000, &clock, &parked)).unwrap();
         assert_eq!(page.items.len(), 1);
         assert_eq!(page.position, 1);
         assert_eq!(parked.parks.get(), 1, "no park while something is pending");
@@ -398,11 +425,55 @@ mod tests {
         };
         let mut q = ListQuery::pending(Role::Inbox, 10);
         q.after = Some(1);
-        let page = block_on(inbox(&store, "b", &q, 5000, &clock, &parked)).unwrap();
+        let page = block_on(inbox(&store, &who("b"), &q, 5000, &clock, &parked)).unwrap();
         let ids: Vec<&str> = page.items.iter().map(|e| e.id.as_str()).collect();
         assert_eq!(ids, ["el_new"]);
         assert_eq!(page.position, 2);
         assert!(page.next_cursor.is_none());
+    }
+
+    #[test]
+    fn a_wait_ends_with_401_when_its_token_is_revoked_or_expires_meanwhile() {
+        let store = MemoryStore::new();
+        let now = Cell::new(1_000_000);
+        let clock = || Timestamp(now.get());
+        block_on(ask(&store, "a", "b", clock(), "el_1"));
+        let revoke = |at: Timestamp| {
+            block_on(store.set(&crate::keys::revoked("a"), at.0.to_string().as_bytes())).unwrap();
+        };
+        let parked = Parked {
+            now: &now,
+            during: revoke,
+            parks: Cell::new(0),
+        };
+        let mut token = who("a");
+        token.issued = Timestamp(now.get() - 1);
+        let e = block_on(settled(&store, &token, "el_1", 20_000, &clock, &parked)).unwrap_err();
+        assert_eq!(e, Error::Unauthorized("token revoked".into()));
+        let q = ListQuery::pending(Role::Inbox, 10);
+        let e = block_on(inbox(&store, &token, &q, 20_000, &clock, &parked)).unwrap_err();
+        assert_eq!(e, Error::Unauthorized("token revoked".into()));
+        // A token that expires during the wait: it parks no longer than that, then ends.
+        let idle = Parked {
+            now: &now,
+            during: |_| {},
+            parks: Cell::new(0),
+        };
+        let brief = Verified {
+            agent: "b".into(),
+            issued: clock(),
+            expires: Timestamp(now.get() + 3_000),
+        };
+        let e = block_on(inbox(&store, &brief, &q, 20_000, &clock, &idle));
+        assert_eq!(
+            e.map(|p| p.items.len()),
+            Ok(1),
+            "something is pending: no wait"
+        );
+        let started = now.get();
+        let e = block_on(settled(&store, &brief, "el_1", 20_000, &clock, &idle)).unwrap_err();
+        assert_eq!(e, Error::Unauthorized("token expired".into()));
+        assert_eq!(now.get() - started, 3_000, "it ended at the token's expiry");
     }
 
     #[test]
@@ -425,7 +496,7 @@ mod tests {
             },
             parks: Cell::new(0),
         };
-        let e = block_on(settled(&store, "a", "el_1", 20_000, &clock, &parked)).unwrap();
+        let e = block_on(settled(&store, &who("a"), "el_1", 20_000, &clock, &parked)).unwrap();
         assert_eq!(e.status, Status::Accepted);
         assert_eq!(parked.parks.get(), 1);
 
@@ -436,10 +507,10 @@ mod tests {
             parks: Cell::new(0),
         };
         // The default ttl is 300 s: a 25 s wait ends pending; a wait past the deadline ends expired.
-        let e = block_on(settled(&store, "a", "el_2", 25_000, &clock, &idle)).unwrap();
+        let e = block_on(settled(&store, &who("a"), "el_2", 25_000, &clock, &idle)).unwrap();
         assert_eq!(e.status, Status::Pending);
         now.set(now.get() + 270_000);
-        let e = block_on(settled(&store, "a", "el_2", 25_000, &clock, &idle)).unwrap();
+        let e = block_on(settled(&store, &who("a"), "el_2", 25_000, &clock, &idle)).unwrap();
         assert_eq!(e.status, Status::Expired);
     }
 }

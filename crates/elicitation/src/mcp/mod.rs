@@ -94,8 +94,9 @@ pub trait Env: Changes {
 /// Who is calling, in which era, with what client.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Caller {
-    /// The token's agent.
-    pub agent: String,
+    /// The verified token (its agent, and when it was issued and expires: a wait ends when it
+    /// is revoked or expires).
+    pub token: crate::token::Verified,
     /// The negotiated (2025) or requested (2026) protocol version.
     pub version: String,
     /// The client's capabilities (`initialize`'s, or the request's `_meta`).
@@ -244,10 +245,8 @@ async fn serve<E: Env>(env: &E, req: &Request, settings: &Settings) -> Result<Re
     match req.method.as_str() {
         "POST" => {}
         "DELETE" => {
-            let agent = api::authenticate(env.store(), req, &settings.secrets, now)
-                .await?
-                .agent;
-            session::end(env.store(), req, &agent, now).await?;
+            let verified = api::authenticate(env.store(), req, &settings.secrets, now).await?;
+            session::end(env.store(), req, &verified, now).await?;
             return Ok(Response {
                 status: 204,
                 headers: Vec::new(),
@@ -257,16 +256,15 @@ async fn serve<E: Env>(env: &E, req: &Request, settings: &Settings) -> Result<Re
         }
         _ => return Err(Error::MethodNotAllowed("POST, DELETE")),
     }
-    let agent = api::authenticate(env.store(), req, &settings.secrets, now)
-        .await?
-        .agent;
+    let verified = api::authenticate(env.store(), req, &settings.secrets, now).await?;
+    let agent = verified.agent.clone();
     req.require_json()?;
     let body: Value = serde_json::from_slice(&req.body)
         .map_err(|e| Error::BadRequest(format!("the body is not valid JSON: {e}")))?;
     match classify(&body)? {
         Message::Request { id, method, params } => {
             let caller = match meta_version(&params) {
-                Some(v) => match stateless_caller(req, &agent, v, method, &params) {
+                Some(v) => match stateless_caller(req, &verified, v, method, &params) {
                     Ok(c) => c,
                     Err(message) => return Ok(Response::json(400, &message(id)).into()),
                 },
@@ -274,12 +272,12 @@ async fn serve<E: Env>(env: &E, req: &Request, settings: &Settings) -> Result<Re
                     return session::initialize(env, &agent, id, &params, settings).await;
                 }
                 None if method == "server/discover" => Caller {
-                    agent,
+                    token: verified,
                     version: STATELESS_VERSION.into(),
                     capabilities: json!({}),
                     session: None,
                 },
-                None => session::resume(env.store(), req, &agent, now).await?,
+                None => session::resume(env.store(), req, &verified, now).await?,
             };
             dispatch(env, &caller, id, method, params, settings).await
         }
@@ -287,12 +285,12 @@ async fn serve<E: Env>(env: &E, req: &Request, settings: &Settings) -> Result<Re
             // Notifications (`initialized`, `cancelled`, …) need no answer; a session they name
             // must still be live.
             if req.header("mcp-session-id").is_some() {
-                session::resume(env.store(), req, &agent, now).await?;
+                session::resume(env.store(), req, &verified, now).await?;
             }
             Ok(accepted().into())
         }
         Message::Response { id, outcome } => {
-            let caller = session::resume(env.store(), req, &agent, now).await?;
+            let caller = session::resume(env.store(), req, &verified, now).await?;
             relay::answered(env, &caller, id, outcome, settings).await?;
             Ok(accepted().into())
         }
@@ -306,7 +304,7 @@ type RpcError = Box<dyn Fn(&Value) -> Value>;
 /// JSON-RPC error to answer with HTTP `400`.
 fn stateless_caller(
     req: &Request,
-    agent: &str,
+    token: &crate::token::Verified,
     version: &Value,
     method: &str,
     params: &Map<String, Value>,
@@ -363,7 +361,7 @@ fn stateless_caller(
         }));
     };
     Ok(Caller {
-        agent: agent.to_string(),
+        token: token.clone(),
         version: STATELESS_VERSION.into(),
         capabilities,
         session: None,

@@ -154,10 +154,11 @@ pub async fn record<E: Env>(
 /// `wait_ms` for one when there is none.
 async fn targets<E: Env>(
     env: &E,
-    agent: &str,
+    who: &crate::token::Verified,
     id: Option<&str>,
     wait_ms: u64,
 ) -> Result<Vec<Elicitation>, Error> {
+    let agent = who.agent.as_str();
     if let Some(id) = id {
         let e = service::get(env.store(), agent, id, env.now()).await?;
         if e.to != agent {
@@ -175,7 +176,7 @@ async fn targets<E: Env>(
     }
     let q = ListQuery::pending(Role::Inbox, MAX_RELAYED);
     let clock = || env.now();
-    let page = wait::inbox(env.store(), agent, &q, wait_ms, &clock, env).await?;
+    let page = wait::inbox(env.store(), who, &q, wait_ms, &clock, env).await?;
     Ok(page.items.into_iter().rev().collect())
 }
 
@@ -237,7 +238,7 @@ async fn begin<E: Env>(env: &E, call: &Call<'_>) -> Result<Outcome, Error> {
         Some(raw) => Some(State::open(secret, raw, caller, call.arguments, env.now())?),
     };
     let Some(state) = state else {
-        let asked = targets(env, &caller.agent, id, wait_ms).await?;
+        let asked = targets(env, &caller.token, id, wait_ms).await?;
         let ids = asked.iter().map(|e| e.id.clone()).collect();
         return Ok(Outcome::Result(
             ask_again(env, caller, call, modes, ids, Vec::new()).await?,
@@ -251,15 +252,19 @@ async fn begin<E: Env>(env: &E, call: &Call<'_>) -> Result<Outcome, Error> {
     for id in state.open {
         match responses.and_then(|r| r.get(&id)) {
             None => open.push(id),
-            Some(answer) => match record(env, &caller.agent, &id, answer).await {
+            Some(answer) => match record(env, &caller.token.agent, &id, answer).await {
                 Ok(_) => done_ids.push(id),
                 Err(e) => refused.push((id, problem(&e))),
             },
         }
     }
     if open.is_empty() {
-        let relayed = current(env, &caller.agent, &done_ids).await?;
-        return Ok(Outcome::Result(outcome(&relayed, &refused, &caller.agent)));
+        let relayed = current(env, &caller.token.agent, &done_ids).await?;
+        return Ok(Outcome::Result(outcome(
+            &relayed,
+            &refused,
+            &caller.token.agent,
+        )));
     }
     Ok(Outcome::Result(
         ask_again(env, caller, call, modes, open, done_ids).await?,
@@ -289,7 +294,7 @@ async fn ask_again<E: Env>(
     let mut refused = Vec::new();
     let mut asked = Vec::new();
     let mut finished = done_ids;
-    for e in current(env, &caller.agent, &open).await? {
+    for e in current(env, &caller.token.agent, &open).await? {
         if e.status != Status::Pending {
             finished.push(e.id);
             continue;
@@ -306,11 +311,11 @@ async fn ask_again<E: Env>(
         }
     }
     if asked.is_empty() {
-        let relayed = current(env, &caller.agent, &finished).await?;
-        return Ok(outcome(&relayed, &refused, &caller.agent));
+        let relayed = current(env, &caller.token.agent, &finished).await?;
+        return Ok(outcome(&relayed, &refused, &caller.token.agent));
     }
     let state = State {
-        agent: caller.agent.clone(),
+        agent: caller.token.agent.clone(),
         digest: digest(call.arguments),
         open: asked,
         done: finished,
@@ -372,7 +377,7 @@ impl State {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or_else(|| bad("not a state this server issued"))?;
-        if state.agent != caller.agent {
+        if state.agent != caller.token.agent {
             return Err(bad("issued to another agent"));
         }
         if state.digest != digest(arguments) {
@@ -411,13 +416,13 @@ pub(super) async fn answered<E: Env>(
 ) -> Result<(), Error> {
     let session = caller.session.clone().unwrap_or_default();
     let secret = &settings.secrets.token_secret;
-    let Some(elicitation) = relayed_by(secret, &session, &caller.agent, id) else {
+    let Some(elicitation) = relayed_by(secret, &session, &caller.token.agent, id) else {
         return Err(Error::BadRequest(format!(
             "this server sent no request with id {id} in this session"
         )));
     };
     let refusal = match outcome {
-        Ok(result) => match record(env, &caller.agent, &elicitation, result).await {
+        Ok(result) => match record(env, &caller.token.agent, &elicitation, result).await {
             Ok(_) => return Ok(()),
             // Answered already (by this very answer, retried, or by another): nothing to report.
             Err(Error::Conflict { .. } | Error::Gone { .. }) => return Ok(()),
@@ -435,7 +440,7 @@ pub(super) async fn answered<E: Env>(
     env.store()
         .set(&keys::relay_refusal(&session, &elicitation), &note)
         .await?;
-    changes::nudge(env.store(), &caller.agent).await?;
+    changes::nudge(env.store(), &caller.token.agent).await?;
     Ok(())
 }
 
@@ -472,11 +477,17 @@ impl Streamed {
         env: &E,
         out: &mut impl Outbound,
     ) -> Result<Option<Value>, Error> {
-        let agent = &self.caller.agent;
+        let agent = &self.caller.token.agent;
         let session = self.caller.session.clone().unwrap_or_default();
         let modes = modes_of(&self.caller)?;
         let started = env.now();
-        let asked = targets(env, agent, self.job.id.as_deref(), self.job.wait_ms).await?;
+        let asked = targets(
+            env,
+            &self.caller.token,
+            self.job.id.as_deref(),
+            self.job.wait_ms,
+        )
+        .await?;
         let (mut relayed, mut refused) = (Vec::new(), Vec::new());
         for e in asked {
             let params = match elicit_params(&e, &self.caller, modes) {
@@ -527,7 +538,7 @@ impl Streamed {
             ))
         };
         let clock = || env.now();
-        let agent = &self.caller.agent;
-        wait::settled_or(env.store(), agent, &e.id, wait_ms, &clock, env, refused).await
+        let who = &self.caller.token;
+        wait::settled_or(env.store(), who, &e.id, wait_ms, &clock, env, refused).await
     }
 }

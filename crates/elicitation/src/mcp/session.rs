@@ -96,7 +96,7 @@ pub(super) async fn initialize<E: Env>(
 pub(super) async fn resume<S: Store>(
     store: &S,
     req: &Request,
-    agent: &str,
+    token: &crate::token::Verified,
     now: Timestamp,
 ) -> Result<Caller, Error> {
     let Some(id) = req.header("mcp-session-id") else {
@@ -122,11 +122,11 @@ pub(super) async fn resume<S: Store>(
         .await?
         .ok_or_else(unknown)?;
     let session: Session = serde_json::from_slice(&raw).map_err(|_| unknown())?;
-    if session.agent != agent || now >= session.expires_at {
+    if session.agent != token.agent || now >= session.expires_at {
         return Err(unknown());
     }
     Ok(Caller {
-        agent: session.agent,
+        token: token.clone(),
         version: session.protocol_version,
         capabilities: session.capabilities,
         session: Some(id.to_string()),
@@ -137,10 +137,10 @@ pub(super) async fn resume<S: Store>(
 pub(super) async fn end<S: Store>(
     store: &S,
     req: &Request,
-    agent: &str,
+    token: &crate::token::Verified,
     now: Timestamp,
 ) -> Result<(), Error> {
-    let caller = resume(store, req, agent, now).await?;
+    let caller = resume(store, req, token, now).await?;
     let id = caller.session.unwrap_or_default();
     store.delete_many(&[keys::mcp_session(&id)]).await?;
     Ok(())

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::relay::Outbound;
 use super::*;
+use crate::service;
 use crate::store::MemoryStore;
 use crate::token;
 
@@ -68,6 +69,7 @@ impl Env for TestEnv {
 fn settings() -> Settings {
     Settings {
         secrets: api::Secrets {
+            limits: service::Limits::default(),
             token_secret: SECRET.into(),
             admin_token: "admin".into(),
             realm: token::Realm {
@@ -668,7 +670,11 @@ fn a_url_question_is_relayed_in_url_mode_only_to_a_client_that_declared_it() {
     let e = crate::service::get(&env.store, "bob", &id, env.now());
     let e = futures::FutureExt::now_or_never(e).unwrap().unwrap();
     let caller = Caller {
-        agent: "bob".into(),
+        token: crate::token::Verified {
+            agent: "bob".into(),
+            issued: env.now(),
+            expires: Timestamp(env.now().0 + 60_000),
+        },
         version: "2025-11-25".into(),
         capabilities: json!({"elicitation": {"url": {}}}),
         session: Some("mcp_x".into()),

@@ -387,13 +387,22 @@ async fn ask<E: Env>(env: &E, call: &Call<'_>) -> Result<Value, Error> {
     let args = Args(call.arguments);
     let wait_ms = args.wait_ms()?;
     let body = args.body_without(&["waitSeconds"]);
-    let agent = &call.caller.agent;
-    let created = service::create(env.store(), agent, &body, None, env.now(), env.new_id()).await?;
+    let agent = &call.caller.token.agent;
+    let created = service::create(
+        env.store(),
+        agent,
+        &body,
+        None,
+        &call.settings.secrets.limits,
+        env.now(),
+        env.new_id(),
+    )
+    .await?;
     let e = if wait_ms > 0 {
         let clock = || env.now();
         wait::settled(
             env.store(),
-            agent,
+            &call.caller.token,
             &created.elicitation.id,
             wait_ms,
             &clock,
@@ -424,8 +433,8 @@ async fn inbox<E: Env>(env: &E, call: &Call<'_>) -> Result<Value, Error> {
         ),
     };
     let clock = || env.now();
-    let agent = &call.caller.agent;
-    let page = wait::inbox(env.store(), agent, &q, wait_ms, &clock, env).await?;
+    let agent = &call.caller.token.agent;
+    let page = wait::inbox(env.store(), &call.caller.token, &q, wait_ms, &clock, env).await?;
     Ok(done(&describe_page(&page, agent), &page))
 }
 
@@ -433,7 +442,7 @@ async fn respond<E: Env>(env: &E, call: &Call<'_>) -> Result<Value, Error> {
     let args = Args::only(call.arguments, &["id", "action", "content"])?;
     let id = args.id()?;
     let body = args.body_without(&["id"]);
-    let agent = &call.caller.agent;
+    let agent = &call.caller.token.agent;
     let e = service::respond(env.store(), agent, id, &body, env.now()).await?;
     Ok(done(&describe(&e, agent), &e))
 }
@@ -442,14 +451,14 @@ async fn check<E: Env>(env: &E, call: &Call<'_>) -> Result<Value, Error> {
     let args = Args::only(call.arguments, &["id", "waitSeconds"])?;
     let (id, wait_ms) = (args.id()?, args.wait_ms()?);
     let clock = || env.now();
-    let agent = &call.caller.agent;
-    let e = wait::settled(env.store(), agent, id, wait_ms, &clock, env).await?;
+    let agent = &call.caller.token.agent;
+    let e = wait::settled(env.store(), &call.caller.token, id, wait_ms, &clock, env).await?;
     Ok(done(&describe(&e, agent), &e))
 }
 
 async fn withdraw<E: Env>(env: &E, call: &Call<'_>) -> Result<Value, Error> {
     let args = Args::only(call.arguments, &["id"])?;
-    let agent = &call.caller.agent;
+    let agent = &call.caller.token.agent;
     let e = service::withdraw(env.store(), agent, args.id()?, env.now()).await?;
     Ok(done(&describe(&e, agent), &e))
 }
@@ -462,7 +471,7 @@ async fn wait_for_messages<E: Env>(env: &E, call: &Call<'_>) -> Result<Value, Er
     let clock = || env.now();
     let sleep = |ms| env.sleep(ms);
     let timeout = u64::try_from(timeout).unwrap_or(0);
-    let agent = &call.caller.agent;
+    let agent = &call.caller.token.agent;
     let body = api::legacy_poll(
         env.store(),
         agent,

@@ -66,6 +66,8 @@ pub struct StreamOptions {
     /// The `retry:` hint sent just before a planned end: an EventSource client waits that long
     /// before it reconnects, so a planned end costs it next to nothing.
     pub planned_retry_ms: u64,
+    /// Streams one agent may hold open (`max_streams_per_agent`): one more ends its oldest.
+    pub max_streams: u64,
 }
 
 impl StreamOptions {
@@ -77,6 +79,9 @@ impl StreamOptions {
             heartbeat_seconds: number_variable("stream_heartbeat_seconds", 10).await.max(1),
             retry_ms: 1000,
             planned_retry_ms: 1,
+            max_streams: number_variable("max_streams_per_agent", outlet::MAX_STREAMS_PER_AGENT)
+                .await
+                .max(1),
         }
     }
 }
@@ -138,6 +143,8 @@ const STARTS_PER_TICK: usize = 64;
 /// A stream handed to the hub.
 struct Job {
     agent: String,
+    /// Its number among the agent's streams ([`outlet::opened`]).
+    number: i64,
     /// The token it was opened with.
     token: token::Verified,
     /// The log's head when the request came.
@@ -209,7 +216,12 @@ pub async fn serve(req: Request) -> WasiResponse {
     let Some((body, response)) = open_sse() else {
         return to_wasi(internal("stream headers"));
     };
+    let number = match outlet::opened(&store, &start.agent).await {
+        Ok(n) => n,
+        Err(e) => return to_wasi(api::Response::problem(&e.into())),
+    };
     let job = Job {
+        number,
         agent: start.agent,
         token: start.token,
         head,
@@ -231,6 +243,10 @@ pub async fn serve(req: Request) -> WasiResponse {
 /// One open stream.
 struct Live {
     agent: String,
+    /// Its number among the agent's streams.
+    number: i64,
+    /// The agent's streams opened after it and still open: too many, and it gives way.
+    newer: outlet::Newer,
     /// The token it was opened with: it ends when that expires or is revoked.
     token: token::Verified,
     /// The feed said the agent's tokens were revoked: look whether this one is.
@@ -291,6 +307,8 @@ impl Live {
         }
         let mut live = Self {
             reader,
+            number: job.number,
+            newer: outlet::Newer::of(job.number),
             agent: job.agent,
             token: job.token,
             check_token: false,
@@ -434,9 +452,9 @@ async fn wait_writing(pace: &mut Pace, streams: &mut [Live]) {
     }
 }
 
-/// Marks the streams whose log the feed says moved, and adds the deadlines of what their agents
-/// asked.
-fn apply(streams: &mut [Live], changed: &BTreeMap<String, changes::Change>) {
+/// Marks the streams whose log the feed says moved, adds the deadlines of what their agents
+/// asked, and ends the streams that `max_streams` newer ones of their agent replace.
+fn apply(streams: &mut [Live], changed: &BTreeMap<String, changes::Change>, max_streams: u64) {
     for s in streams.iter_mut() {
         let Some(c) = changed.get(&s.agent) else {
             continue;
@@ -449,6 +467,10 @@ fn apply(streams: &mut [Live], changed: &BTreeMap<String, changes::Change>) {
         }
         s.check_token |= c.revoked;
         s.deadlines.extend(c.asked.iter().cloned());
+        s.newer.apply(c);
+        if s.newer.crowded(max_streams) && s.cut.is_none() {
+            s.cut = Some(Cut::Replaced);
+        }
     }
 }
 
@@ -541,7 +563,7 @@ async fn hub(opts: StreamOptions) {
         }
         match &poll {
             Poll::Everything => check_everything(store, &mut streams, now).await,
-            Poll::Agents(changed) => apply(&mut streams, changed),
+            Poll::Agents(changed) => apply(&mut streams, changed, opts.max_streams),
             Poll::Quiet => {}
         }
         // Streams whose agent's tokens were revoked end if theirs is one of them.
@@ -612,8 +634,13 @@ async fn hub(opts: StreamOptions) {
                 drop(s.write);
                 drop(s.stream);
                 let result_writer = s.result;
+                let (agent, number) = (s.agent, s.number);
                 spin_sdk::wasip3::spawn(async move {
                     let _ = result_writer.write(result).await;
+                    // Its agent's older streams stop counting it.
+                    if let Ok(store) = SpinStore::open_default().await {
+                        let _ = outlet::closed(&store, &agent, number).await;
+                    }
                 });
             }
         }
