@@ -1244,3 +1244,93 @@ fn creates_past_the_rate_or_the_pending_limit_are_429_and_change_nothing() {
     // The limit is the requester's: d is not held to a's count.
     c.ask(&td, &a, json!({}));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Retention
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn past_its_retention_an_elicitation_is_gone_with_everything_stored_for_it() {
+    let host = e2e::Host::start(
+        &e2e::repo().join("spin.toml"),
+        &["--variable", "retention_seconds=2"],
+    );
+    let c = host.client();
+    let (a, b, d) = (agent("keeper"), agent("answerer"), agent("bystander"));
+    let (ta, tb, td) = (c.token(&a), c.token(&b), c.token(&d));
+    // One answered, one withdrawn (created with an Idempotency-Key), one left to expire.
+    let answered = c.ask(&ta, &b, json!({ "ttlSeconds": 3 }));
+    c.answer(&tb, &answered, &json!({ "action": "decline" }))
+        .expect(200);
+    let keyed = c
+        .send(
+            "POST",
+            "/v1/elicitations",
+            Some(&ta),
+            Some((
+                "application/json",
+                json!({ "to": b, "message": "m", "ttlSeconds": 3 })
+                    .to_string()
+                    .into_bytes(),
+            )),
+            &[("idempotency-key", "retained-once")],
+        )
+        .expect(201);
+    let keyed = id_of(&keyed);
+    c.post(
+        &format!("/v1/elicitations/{keyed}/withdraw"),
+        Some(&ta),
+        &json!({}),
+    )
+    .expect(200);
+    let expiring = c.ask(&ta, &b, json!({ "ttlSeconds": 1 }));
+    let ids = [&answered, &keyed, &expiring];
+    // Within its retention a final one is there for both parties.
+    c.get(&format!("/v1/elicitations/{answered}"), Some(&tb))
+        .expect(200);
+    std::thread::sleep(Duration::from_millis(2300));
+    // Then it is gone: GET and history are 404, lists leave it out (the expired one's retention
+    // runs from its deadline, so it is still listed).
+    for (token, path) in [
+        (&ta, format!("/v1/elicitations/{answered}")),
+        (&tb, format!("/v1/elicitations/{answered}/history")),
+        (&ta, format!("/v1/elicitations/{keyed}")),
+    ] {
+        c.get(&path, Some(token)).expect_problem(404);
+    }
+    let outbox = c
+        .get(
+            &format!("/v1/agents/{a}/elicitations?role=outbox"),
+            Some(&ta),
+        )
+        .expect(200);
+    assert_eq!(strings(&outbox["items"], "id"), [expiring.as_str()]);
+    // The retention pass runs in creates' upkeep: once every deadline's second plus the retention
+    // is over, what was stored for the three goes (a create takes one second of deadlines).
+    let stored = |keys: &[String]| -> Vec<String> {
+        keys.iter()
+            .filter(|k| {
+                ids.iter().any(|id| k.ends_with(id.as_str()))
+                    || k.starts_with(&format!("idem/{a}/"))
+                    || k.starts_with(&format!("rate/{a}/"))
+                    || (k.starts_with(&format!("ix/{a}/")) && !k.ends_with("/head"))
+                    || (k.starts_with(&format!("ix/{b}/")) && !k.ends_with("/head"))
+            })
+            .cloned()
+            .collect()
+    };
+    // Three records, the key's claim and request, a rate count, six index entries.
+    let before = stored(&host.store_keys());
+    assert!(before.len() >= 12, "{before:?}");
+    std::thread::sleep(Duration::from_millis(3500));
+    let left = e2e::eventually(Duration::from_secs(10), || {
+        c.ask(&td, &d, json!({}));
+        let left = stored(&host.store_keys());
+        left.is_empty().then_some(())
+    });
+    assert!(left.is_some(), "{:?}", stored(&host.store_keys()));
+    // The expired one is gone too, and the agents' logs keep their events.
+    c.get(&format!("/v1/elicitations/{expiring}"), Some(&ta))
+        .expect_problem(404);
+    assert_eq!(all_events(&c, &tb, &b).len(), 6);
+}

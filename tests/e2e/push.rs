@@ -407,3 +407,32 @@ fn a_stream_past_the_agents_limit_ends_its_oldest() {
         .map(|(_, v)| v.as_u64().unwrap());
     assert_eq!(replaced, Some(2), "{ends}");
 }
+
+/// Every pending request of an agent is pushed at its expiry, however many there are and whether
+/// or not a stream was open when they were asked (the hubs' expiry pass reads no lists).
+#[test]
+fn every_pending_request_is_pushed_at_its_expiry_however_many() {
+    let c = shared().client();
+    let (a, b) = (agent("many-asks"), agent("many-pending"));
+    let (ta, tb) = (c.token(&a), c.token(&b));
+    let ids: std::collections::BTreeSet<String> = (0..150)
+        .map(|_| c.ask(&ta, &b, json!({ "ttlSeconds": 3 })))
+        .collect();
+    // Both streams open after every request was made, at the head of their logs.
+    let (sa, sb) = (c.events(&a, &ta, None), c.events(&b, &tb, None));
+    sa.expect_open();
+    sb.expect_open();
+    for s in [&sa, &sb] {
+        let mut expired = std::collections::BTreeSet::new();
+        let deadline = Instant::now() + WAIT;
+        while expired.len() < ids.len() && Instant::now() < deadline {
+            if let Some(e) = s.next_event(Duration::from_millis(200))
+                && e.event == "elicitation.expired"
+            {
+                let id = e.json()["elicitation"]["id"].as_str().unwrap().to_string();
+                assert!(expired.insert(id), "an expiry pushed twice");
+            }
+        }
+        assert_eq!(expired, ids);
+    }
+}

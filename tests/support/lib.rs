@@ -418,6 +418,30 @@ impl Host {
         }
     }
 
+    /// Every key of the application's default store, read from the store itself (its SQLite file
+    /// or its Redis server).
+    pub fn store_keys(&self) -> Vec<String> {
+        if let Some(redis) = &self.redis {
+            return redis
+                .cli(&["--raw", "KEYS", "*"])
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect();
+        }
+        let db = self.state_dir.join("sqlite_key_value.db");
+        let conn =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap_or_else(|e| panic!("{}: {e}", db.display()));
+        let mut q = conn
+            .prepare("SELECT key FROM spin_key_value WHERE store = 'default'")
+            .expect("query");
+        q.query_map([], |r| r.get::<_, String>(0))
+            .expect("keys")
+            .map(|k| k.expect("key"))
+            .collect()
+    }
+
     /// Kills the host (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

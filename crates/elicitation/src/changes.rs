@@ -4,12 +4,10 @@
 //! in proportion to the streams a hub holds, on every tick. Instead every writer *publishes* what
 //! it changes: it takes a number from the global [`EPOCH`](keys::EPOCH) counter and writes
 //! `"<number> <mention> …"` into slot `number % RING` of a fixed ring of keys. A mention is an
-//! agent whose log grew, with the number its new event has (`b:17`), or an agent that asked a new
-//! elicitation, with its id and deadline (`a@el_x@1795765107000`: its stream watches the deadline),
-//! or an agent whose tokens were revoked (`!a`: its streams check whether theirs is one), or an
-//! agent's event stream that opened or ended, with its number (`+a:3`, `-a:3`: see
-//! [`outlet`](crate::outlet)).
-//! Agent ids have no spaces, colons or `@`.
+//! agent whose log grew, with the number its new event has (`b:17`), or an agent whose tokens were
+//! revoked (`!a`: its streams check whether theirs is one), or an agent's event stream that opened
+//! or ended, with its number (`+a:3`, `-a:3`: see [`outlet`](crate::outlet)). Agent ids have no
+//! spaces or colons, and start with a letter or digit.
 //!
 //! A [`Feed`] never decodes the counter's bytes (Spin's backends encode counters differently): it
 //! reads the ring slots after the last number it has seen, each tick, until one is not written
@@ -60,8 +58,6 @@ pub async fn position<S: Store>(store: &S) -> StoreResult<i64> {
 pub enum Mention<'a> {
     /// The agent's log grew to (at least) this number.
     Log(&'a str, i64),
-    /// The agent asked elicitation `id`, which expires at `expires` (ms).
-    Asked(&'a str, &'a str, u64),
     /// The agent's tokens were revoked: its streams look whether theirs is among them.
     Revoked(&'a str),
     /// An event stream of the agent opened with this number (see [`outlet`](crate::outlet)).
@@ -101,9 +97,6 @@ pub async fn write<S: Store>(store: &S, n: i64, mentions: &[Mention<'_>]) -> Sto
         entry.push(' ');
         match m {
             Mention::Log(agent, seq) => entry.push_str(&format!("{agent}:{seq}")),
-            Mention::Asked(agent, id, expires) => {
-                entry.push_str(&format!("{agent}@{id}@{expires}"));
-            }
             Mention::Revoked(agent) => entry.push_str(&format!("!{agent}")),
             Mention::Opened(agent, n) => entry.push_str(&format!("+{agent}:{n}")),
             Mention::Closed(agent, n) => entry.push_str(&format!("-{agent}:{n}")),
@@ -119,8 +112,6 @@ pub async fn write<S: Store>(store: &S, n: i64, mentions: &[Mention<'_>]) -> Sto
 pub struct Change {
     /// The highest log number published for it, if its log grew.
     pub head: Option<i64>,
-    /// Elicitations it asked: (deadline in ms, id).
-    pub asked: BTreeSet<(u64, String)>,
     /// Its tokens were revoked.
     pub revoked: bool,
     /// Numbers of its event streams that opened.
@@ -165,13 +156,6 @@ fn note(agents: &mut BTreeMap<String, Change>, mentions: &str) {
             let c = agents.entry(agent.to_string()).or_default();
             if let Ok(seq) = seq.parse::<i64>() {
                 c.head = Some(c.head.map_or(seq, |h| h.max(seq)));
-            }
-        } else if let Some((agent, rest)) = word.split_once('@') {
-            let c = agents.entry(agent.to_string()).or_default();
-            if let Some((id, expires)) = rest.split_once('@')
-                && let Ok(expires) = expires.parse::<u64>()
-            {
-                c.asked.insert((expires, id.to_string()));
             }
         } else {
             agents.entry(word.to_string()).or_default();
@@ -331,7 +315,7 @@ mod tests {
             store,
             &[
                 Mention::Log("b", 1),
-                Mention::Asked("c", "el_x", 77),
+                Mention::Log("c", 2),
                 Mention::Opened("d-1", 3),
                 Mention::Closed("d-1", 2),
             ],
@@ -347,7 +331,6 @@ mod tests {
                 for (k, v) in a {
                     let c: &mut Change = seen.entry(k).or_default();
                     c.head = c.head.max(v.head);
-                    c.asked.extend(v.asked);
                     c.opened.extend(v.opened);
                     c.closed.extend(v.closed);
                 }
@@ -358,7 +341,7 @@ mod tests {
         assert_eq!(seen["d-1"].head, None);
         assert_eq!(seen["a"].head, Some(4));
         assert_eq!(seen["b"].head, Some(1));
-        assert_eq!(seen["c"].asked, BTreeSet::from([(77, "el_x".to_string())]));
+        assert_eq!(seen["c"].head, Some(2));
         assert_eq!(feed.position(), 4);
         assert_eq!(feed.poll(store, t).await.unwrap(), Poll::Quiet);
     }

@@ -18,6 +18,10 @@
 //! | `rate/<agent>/<minute>` | how many elicitations the agent created in that minute since the epoch (a counter) |
 //! | `pend/<agent>` | how many pending elicitations are addressed to the agent (a counter) |
 //! | `str/<agent>` | how many event streams the agent has opened: each open takes the next number (a counter) |
+//! | `due/<second>` | how many elicitations have their deadline in that second since the epoch (a counter; see [`due`](crate::due)) |
+//! | `due/<second>/<n>` | the id of the `n`th of them |
+//! | `due/m/<minute>` | that minute has seconds with deadlines |
+//! | `due/x`, `due/r` | the second the expiry pass, and the retention pass, takes next (`"<second> <who moved it>"`) |
 //! | `rev/<agent>` | when the agent's tokens were last revoked (ms, decimal): tokens issued up to then are refused |
 //! | `mcp/s/<session>` | an MCP session (2025 era): its agent, protocol version, client capabilities and expiry (JSON) |
 //! | `mcp/r/<session>/<id>` | why the human's answer relayed for elicitation `id` in that session was not recorded (a problem, JSON) |
@@ -111,6 +115,27 @@ pub fn pending(agent: &str) -> String {
 pub fn streams(agent: &str) -> String {
     format!("str/{agent}")
 }
+
+/// How many deadlines fall in `second` (since the Unix epoch).
+pub fn due_count(second: u64) -> String {
+    format!("due/{second}")
+}
+
+/// The `n`th deadline filed under `second`.
+pub fn due_entry(second: u64, n: i64) -> String {
+    format!("due/{second}/{n}")
+}
+
+/// The mark of a minute with deadlines.
+pub fn due_minute(minute: u64) -> String {
+    format!("due/m/{minute}")
+}
+
+/// The expiry pass's cursor.
+pub const DUE_EXPIRY_CURSOR: &str = "due/x";
+
+/// The retention pass's cursor.
+pub const DUE_RETENTION_CURSOR: &str = "due/r";
 
 /// When `agent`'s tokens were last revoked.
 pub fn revoked(agent: &str) -> String {

@@ -7,7 +7,8 @@
 //! - [`schema`] — the MCP 2025-11-25 form-schema subset and answer validation;
 //! - [`service`] — the operations and their rules (exactly-once answers, exact expiry, idempotency);
 //! - [`log`] — each agent's gap-free event log; [`changes`] — the feed of which agents changed;
-//!   [`keys`] — where everything lives in the store;
+//!   [`keys`] — where everything lives in the store; [`due`] — deadlines by the second, which the
+//!   expiry and retention passes walk;
 //! - [`store`] — the storage trait (key-value plus atomics) and an in-memory implementation;
 //! - [`token`] — HS256 agent tokens; [`error`] — every failure and its problem document;
 //! - [`outlet`] — when an event stream is cut (a client that stopped reading, never a host stall);
@@ -20,6 +21,7 @@
 
 pub mod api;
 pub mod changes;
+pub mod due;
 pub mod error;
 pub mod keys;
 pub mod log;

@@ -207,6 +207,34 @@ pub struct Record {
     /// Where its events and index entries are.
     #[serde(default)]
     pub slots: Slots,
+    /// How long it is kept once final (`retention_seconds` when it was created; absent on
+    /// records from before retention, which are kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_seconds: Option<u64>,
+    /// The hex SHA-256 of the `Idempotency-Key` it was created with, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency: Option<String>,
+}
+
+impl Record {
+    /// When it became final: its answer's or withdrawal's time, or its deadline (also for a
+    /// pending record past it, whose expiry nobody wrote yet); `None` while it is pending.
+    pub fn final_at(&self, now: Timestamp) -> Option<Timestamp> {
+        let e = &self.elicitation;
+        match e.status {
+            Status::Pending if now < e.expires_at => None,
+            Status::Pending => Some(e.expires_at),
+            _ => Some(e.responded_at.unwrap_or(e.expires_at)),
+        }
+    }
+
+    /// Whether its retention is over at `now`: then it is gone for everybody.
+    pub fn forgotten(&self, now: Timestamp) -> bool {
+        match (self.retention_seconds, self.final_at(now)) {
+            (Some(r), Some(at)) => at.plus_secs(r) <= now,
+            _ => false,
+        }
+    }
 }
 
 /// Where an elicitation's events and index entries are: the record says which numbers its events

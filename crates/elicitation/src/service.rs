@@ -10,13 +10,17 @@
 //! events — or, if a reader sealed one because its writer was too slow, moves it to a new number
 //! with one more swap of the record. Expiry needs no sweeper: whoever first observes a pending
 //! elicitation past its deadline writes the transition (with the deadline as its time), and every
-//! read already shows `expired` from the deadline on.
+//! read already shows `expired` from the deadline on; the expiry pass ([`due`]) writes it for
+//! those nobody reads. Limits are counted at create ([`admit`]), and retention is bounded upkeep
+//! that creates do ([`upkeep`]): past `retention_seconds` an elicitation is gone for every read at
+//! once, and deleted with everything stored for it when the retention pass takes its second.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::changes::{self, Mention};
+use crate::due;
 use crate::error::Error;
 use crate::keys::{self, Role};
 use crate::log::{self, Decided, Logged};
@@ -51,6 +55,9 @@ pub struct Limits {
     pub create_rate_per_minute: u64,
     /// Pending elicitations one agent may have addressed to it (`max_pending_per_agent`).
     pub max_pending_per_agent: u64,
+    /// How long an elicitation is kept once final (`retention_seconds`): then it is gone, with
+    /// everything stored for it.
+    pub retention_seconds: u64,
 }
 
 impl Default for Limits {
@@ -58,6 +65,7 @@ impl Default for Limits {
         Self {
             create_rate_per_minute: 600,
             max_pending_per_agent: 1000,
+            retention_seconds: 604_800,
         }
     }
 }
@@ -428,6 +436,8 @@ pub async fn create<S: Store>(
             outbox: outbox?,
             ..Slots::default()
         },
+        retention_seconds: Some(limits.retention_seconds),
+        idempotency: claim.as_ref().map(|(k, _)| k.clone()),
     };
     let json = serde_json::to_vec(&record).unwrap_or_default();
     let (attempt, epoch) = match claim {
@@ -436,16 +446,18 @@ pub async fn create<S: Store>(
             // index entries and the event's pending copy go together, and so does taking the
             // change number that announces it; the event is decided after.
             let body = event_body(&record, EventKind::Created, record.slots.created);
-            let (written, indexed, staged, epoch) = futures::future::join4(
+            let (written, indexed, staged, epoch, filed) = futures::future::join5(
                 store.set(&keys::record(&id), &json),
                 index(store, &record),
                 log::stage(store, &to, record.slots.created, &body),
                 changes::take(store),
+                due::file(store, elicitation.expires_at, &id),
             )
             .await;
             written?;
             indexed?;
             staged?;
+            filed?;
             (Attempt::Staged, Some(epoch?))
         }
         Some((k, request_hash)) => {
@@ -471,15 +483,124 @@ pub async fn create<S: Store>(
                 .await?;
                 return replay(store, &held, &mine.request_hash).await;
             }
-            index(store, &record).await?;
+            let (indexed, filed) = futures::future::join(
+                index(store, &record),
+                due::file(store, elicitation.expires_at, &id),
+            )
+            .await;
+            indexed?;
+            filed?;
             (Attempt::First, None)
         }
     };
     settle(store, &record, Events::Created, attempt, epoch).await?;
+    // The create is done; its upkeep's failure is nobody's but the next create's to retry.
+    let _ = upkeep(store, limits, &id, now).await;
     Ok(Created {
         elicitation,
         replayed: false,
     })
+}
+
+/// The bounded upkeep each create does: the expiry pass and the retention pass take the next
+/// second of deadlines each, if one is ready (see [`due`]); `me` is unique to the caller.
+pub async fn upkeep<S: Store>(
+    store: &S,
+    limits: &Limits,
+    me: &str,
+    now: Timestamp,
+) -> Result<(), Error> {
+    let retention = due::Pass::Retention(limits.retention_seconds.saturating_mul(1000));
+    let (expiring, forgetting) = futures::future::join(
+        due::take(store, due::Pass::Expiry, me, now),
+        due::take(store, retention, me, now),
+    )
+    .await;
+    let mut result = Ok(());
+    if let Some(t) = expiring? {
+        result = expire_all(store, &t.ids, now).await;
+    }
+    if let Some(t) = forgetting? {
+        let forgotten = futures::future::join_all(t.ids.iter().map(|id| forget(store, id, now)));
+        for r in forgotten.await {
+            result = result.and(r);
+        }
+        store.delete_many(&t.keys).await?;
+    }
+    result
+}
+
+/// The expiry pass alone, which the stream hubs run every second so that expiries are pushed on
+/// time however seldom anybody creates.
+pub async fn expire_pass<S: Store>(store: &S, me: &str, now: Timestamp) -> Result<(), Error> {
+    match due::take(store, due::Pass::Expiry, me, now).await? {
+        Some(t) => expire_all(store, &t.ids, now).await,
+        None => Ok(()),
+    }
+}
+
+/// Writes the expiry of each of `ids` that is still pending past its deadline.
+async fn expire_all<S: Store>(store: &S, ids: &[String], now: Timestamp) -> Result<(), Error> {
+    let expiries = ids.iter().map(|id| async move {
+        match store.get(&keys::record(id)).await? {
+            Some(raw) if parse_record(id, &raw)?.elicitation.status == Status::Pending => {
+                expire_unwritten(store, id, now).await.map(|_| ())
+            }
+            _ => Ok(()),
+        }
+    });
+    futures::future::join_all(expiries)
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// Writes the expiry of `id` if it is pending past its deadline (whoever its parties are), and
+/// returns the record as it is then (`None` when there is none).
+async fn expire_unwritten<S: Store>(
+    store: &S,
+    id: &str,
+    now: Timestamp,
+) -> Result<Option<Record>, Error> {
+    loop {
+        let (cas, raw) = store.cas_read(&keys::record(id)).await?;
+        let Some(raw) = raw else { return Ok(None) };
+        let record = parse_record(id, &raw)?;
+        let e = &record.elicitation;
+        if e.status != Status::Pending || now < e.expires_at {
+            return Ok(Some(record));
+        }
+        if let Some(next) = transition(store, cas, &record, expiry(&record)).await? {
+            return Ok(Some(next));
+        }
+    }
+}
+
+/// Deletes everything stored for `id` (the retention pass, which takes it by the retention in
+/// force now, whatever the record was created with): its record, its index entries,
+/// its `Idempotency-Key` claim (unless a later request holds the key now) and its requester's
+/// rate count of its minute. A pending one past its deadline whose expiry nobody wrote is
+/// expired first, so its addressee's pending count is given back. Its events stay in the logs
+/// until their bounded tails move past them.
+async fn forget<S: Store>(store: &S, id: &str, now: Timestamp) -> Result<(), Error> {
+    let Some(record) = expire_unwritten(store, id, now).await? else {
+        return Ok(());
+    };
+    let e = &record.elicitation;
+    let mut doomed = vec![
+        keys::record(id),
+        keys::index_entry(&e.to, Role::Inbox, record.slots.inbox),
+        keys::index_entry(&e.from, Role::Outbox, record.slots.outbox),
+        keys::create_rate(&e.from, e.created_at.0 / 60_000),
+    ];
+    if let Some(claim) = &record.idempotency {
+        let nonce = idempotency::nonce(id);
+        doomed.push(keys::idempotency_request(claim, &nonce));
+        if store.get(claim).await?.as_deref() == Some(nonce.as_bytes()) {
+            doomed.push(claim.clone());
+        }
+    }
+    Ok(store.delete_many(&doomed).await?)
 }
 
 /// Writes the index entries of `record` (at the positions it took).
@@ -565,7 +686,7 @@ mod idempotency {
 
     /// The nonce of the request that creates `id` (ids are unique; two nonces that collide still
     /// name different requests, which [`claim`] tells apart).
-    fn nonce(id: &str) -> String {
+    pub fn nonce(id: &str) -> String {
         let h = hex_sha256(id.as_bytes());
         let n = u64::from_str_radix(&h[..15], 16).unwrap_or(0) % 90_000_000;
         (10_000_000 + n).to_string()
@@ -754,15 +875,10 @@ async fn settle<S: Store>(
         .filter(|i| found[*i] == Some(Decided::Sealed))
         .collect();
     let writes: Vec<usize> = (0..events.len()).filter(|i| found[*i].is_none()).collect();
-    let e = &record.elicitation;
-    let mut mentions: Vec<Mention<'_>> = writes
+    let mentions: Vec<Mention<'_>> = writes
         .iter()
         .map(|i| Mention::Log(&events[*i].0, events[*i].2))
         .collect();
-    if which == Events::Created && attempt != Attempt::Again {
-        // The requester's stream watches the deadline of what it asked.
-        mentions.push(Mention::Asked(&e.from, &e.id, e.expires_at.0));
-    }
     let epoch = match epoch {
         Some(n) => Some(n),
         None if !mentions.is_empty() => Some(changes::take(store).await?),
@@ -975,11 +1091,16 @@ async fn load_for_swap<S: Store>(
     store: &S,
     actor: &str,
     id: &str,
+    now: Timestamp,
 ) -> Result<(S::Cas, Vec<u8>, Record), Error> {
     let (cas, raw) = store.cas_read(&keys::record(id)).await?;
     let record = raw.as_deref().map(|r| parse_record(id, r)).transpose()?;
     match (raw, record) {
-        (Some(raw), Some(record)) if record.elicitation.involves(actor) => Ok((cas, raw, record)),
+        (Some(raw), Some(record))
+            if record.elicitation.involves(actor) && !record.forgotten(now) =>
+        {
+            Ok((cas, raw, record))
+        }
         _ => Err(Error::NotFound(format!(
             "no elicitation {id} for agent {actor}"
         ))),
@@ -996,7 +1117,8 @@ async fn load_for<S: Store>(
     loop {
         let raw = store.get(&keys::record(id)).await?;
         let record = raw.as_deref().map(|r| parse_record(id, r)).transpose()?;
-        let Some(record) = record.filter(|r| r.elicitation.involves(actor)) else {
+        let Some(record) = record.filter(|r| r.elicitation.involves(actor) && !r.forgotten(now))
+        else {
             return Err(Error::NotFound(format!(
                 "no elicitation {id} for agent {actor}"
             )));
@@ -1005,7 +1127,7 @@ async fn load_for<S: Store>(
         if e.status != Status::Pending || now < e.expires_at {
             return Ok(record);
         }
-        let (cas, raw_now, current) = load_for_swap(store, actor, id).await?;
+        let (cas, raw_now, current) = load_for_swap(store, actor, id, now).await?;
         if raw.as_deref() != Some(raw_now.as_slice()) {
             continue;
         }
@@ -1118,7 +1240,7 @@ pub async fn respond<S: Store>(
     now: Timestamp,
 ) -> Result<Elicitation, Error> {
     loop {
-        let (cas, _, record) = load_for_swap(store, actor, id).await?;
+        let (cas, _, record) = load_for_swap(store, actor, id, now).await?;
         let e = &record.elicitation;
         if e.status == Status::Pending && now >= e.expires_at {
             transition(store, cas, &record, expiry(&record)).await?;
@@ -1180,7 +1302,7 @@ pub async fn withdraw<S: Store>(
     now: Timestamp,
 ) -> Result<Elicitation, Error> {
     loop {
-        let (cas, _, record) = load_for_swap(store, actor, id).await?;
+        let (cas, _, record) = load_for_swap(store, actor, id, now).await?;
         let e = &record.elicitation;
         if e.status == Status::Pending && now >= e.expires_at {
             transition(store, cas, &record, expiry(&record)).await?;
@@ -1377,6 +1499,9 @@ pub async fn list<S: Store>(
             else {
                 continue;
             };
+            if record.forgotten(now) {
+                continue;
+            }
             let mut e = record.elicitation;
             if e.status_at(now) == Status::Expired && e.status == Status::Pending {
                 e.status = Status::Expired;

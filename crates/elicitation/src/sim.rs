@@ -140,15 +140,22 @@ impl<S: Store<Cas = MemoryCas>> Store for Sim<S> {
 /// The backend models, with the calls they flagged.
 pub trait Model: Store<Cas = MemoryCas> + Default {
     fn flagged(&self) -> Vec<Violation>;
+    fn keys(&self) -> Vec<String>;
 }
 
 impl Model for SpinSqlite {
     fn flagged(&self) -> Vec<Violation> {
         self.violations()
     }
+    fn keys(&self) -> Vec<String> {
+        SpinSqlite::keys(self)
+    }
 }
 
 impl Model for SpinRedis {
+    fn keys(&self) -> Vec<String> {
+        SpinRedis::keys(self)
+    }
     fn flagged(&self) -> Vec<Violation> {
         self.violations()
     }
@@ -232,6 +239,7 @@ mod tests {
     const LIMITS: service::Limits = service::Limits {
         create_rate_per_minute: 1_000_000,
         max_pending_per_agent: 1_000_000,
+        retention_seconds: 604_800,
     };
 
     const SEEDS: u64 = 300;
@@ -665,6 +673,101 @@ mod tests {
             &[None],
         );
         assert_eq!(outcomes.take(), [true, false, true, true, true, false]);
+    }
+
+    /// Three elicitations (one with an `Idempotency-Key`) end every way there is — answered,
+    /// withdrawn, expired with nobody looking — while a stream hub's expiry pass and creates'
+    /// upkeep run: the pending one is expired by the pass at its deadline, each is gone for its
+    /// parties once its retention is over, and after the retention pass nothing stored for them is
+    /// left but their log events, while every count is back where it started.
+    fn retention_leaves_nothing<M: Model>() {
+        let sim = Sim::<M>::new();
+        let rng = Rng::new(7);
+        let limits = service::Limits {
+            retention_seconds: 10,
+            ..LIMITS
+        };
+        let mut seen = Vec::new();
+        run(
+            &sim,
+            &rng,
+            vec![Box::pin(async {
+                let b = body("b");
+                let new = |id: &'static str, key: Option<&'static str>| {
+                    service::create(&sim, "a", &b, key, &limits, T0, id.to_string())
+                };
+                new("el_1", None).await.unwrap();
+                new("el_2", Some("k")).await.unwrap();
+                new("el_3", None).await.unwrap();
+                let decline = br#"{"action":"decline"}"#;
+                service::respond(&sim, "b", "el_1", decline, T0)
+                    .await
+                    .unwrap();
+                service::withdraw(&sim, "a", "el_2", T0).await.unwrap();
+                // Past el_3's deadline (60 s) the hubs' pass writes its expiry.
+                let late = Timestamp(T0.0 + 61_300);
+                for _ in 0..3 {
+                    service::expire_pass(&sim, "hub", late).await.unwrap();
+                }
+                let raw = sim
+                    .get(&crate::keys::record("el_3"))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                let r: crate::model::Record = serde_json::from_slice(&raw).unwrap();
+                seen.push(r.elicitation.status == Status::Expired);
+                seen.push(sim.increment(&crate::keys::pending("b"), 0).await.unwrap() == 0);
+                // Retention over: gone for its parties even before anything is deleted.
+                let gone = Timestamp(T0.0 + 70_000);
+                seen.push(service::get(&sim, "a", "el_1", gone).await.is_err());
+                let q = service::ListQuery::pending(crate::keys::Role::Outbox, 10);
+                let q = service::ListQuery {
+                    statuses: vec![],
+                    ..q
+                };
+                seen.push(
+                    service::list(&sim, "a", "a", &q, gone)
+                        .await
+                        .unwrap()
+                        .items
+                        .is_empty(),
+                );
+                let after = Timestamp(T0.0 + 71_300);
+                service::upkeep(&sim, &limits, "c", after).await.unwrap();
+                // The minute's mark goes when the pass is past the minute.
+                let minute_on = Timestamp(T0.0 + 91_300);
+                service::upkeep(&sim, &limits, "c", minute_on)
+                    .await
+                    .unwrap();
+            })],
+            &[None],
+        );
+        assert_eq!(seen, [true, true, true, true]);
+        let left: Vec<String> = sim
+            .inner
+            .keys()
+            .into_iter()
+            .filter(|k| {
+                let kept = k.starts_with("log/")
+                    || k.ends_with("/head")
+                    || k.starts_with("pend/")
+                    || k.starts_with("chg/")
+                    || ["epoch", "zero", "due/x", "due/r"].contains(&k.as_str());
+                !kept
+            })
+            .collect();
+        assert_eq!(left, Vec::<String>::new());
+        assert_eq!(sim.inner.flagged(), []);
+    }
+
+    #[test]
+    fn retention_leaves_nothing_on_spin_sqlite() {
+        retention_leaves_nothing::<SpinSqlite>();
+    }
+
+    #[test]
+    fn retention_leaves_nothing_on_spin_redis() {
+        retention_leaves_nothing::<SpinRedis>();
     }
 
     #[test]

@@ -189,6 +189,7 @@ pub async fn secrets() -> Result<api::Secrets, Response<BoxBody>> {
                 limits.max_pending_per_agent,
             )
             .await,
+            retention_seconds: number_variable("retention_seconds", limits.retention_seconds).await,
         },
         token_secret: get("token_secret").await?,
         admin_token: get("admin_token").await?,

@@ -18,9 +18,11 @@
 //! tick, never waits for one client, and cuts only a stream whose client stopped reading
 //! ([`outlet`](crate::outlet)); the body then ends with why, which the host counts.
 //!
-//! Each stream also keeps the deadlines of the pending elicitations its agent is a party to, and at
-//! a deadline writes the expiry (the compare-and-swap in [`service`] makes it happen once however
-//! many streams try); the expired event then arrives through the log like any other.
+//! Once a second the hub also runs the expiry pass ([`due`](crate::due)): the elicitations whose
+//! deadline fell in the second just over get their expiry written if they are still pending (the
+//! compare-and-swap in [`service`] makes it happen once however many hubs try), and the expired
+//! event arrives through the log like any other — so a stream keeps no deadlines and reads no
+//! lists, and every pending request of an agent is pushed at its expiry however many there are.
 //!
 //! A stream opens with `retry: 1000` (how long a client waits after an unplanned end) and, just
 //! before it ends on its own, sends `retry: 1`: an EventSource client waits the last hint it got
@@ -41,11 +43,9 @@ use spin_sdk::wasip3::wit_bindgen::{FutureWriter, StreamWriter};
 use super::{SpinStore, into_response, number_variable, prepare, sleep_ms};
 use crate::api;
 use crate::changes::{self, Poll};
-use crate::keys::Role;
 use crate::log::{self, Reader, Resume};
-use crate::model::{EventKind, Status};
 use crate::outlet::{self, Cut, Pending};
-use crate::service::{self, ListQuery};
+use crate::service;
 use crate::sse;
 use crate::store::Store;
 use crate::time::{Timestamp, next_tick};
@@ -252,7 +252,6 @@ struct Live {
     /// The feed said the agent's tokens were revoked: look whether this one is.
     check_token: bool,
     reader: Reader,
-    deadlines: BTreeSet<(u64, String)>,
     /// The highest number the stream knows its agent's log has (read at its start, then from the
     /// change feed): its reads go up to it.
     head: i64,
@@ -305,14 +304,13 @@ impl Live {
         if let Resume::Reset { .. } = job.resume {
             out.push_str(&sse::reset(job.requested.unwrap_or(-1), reader.cursor()));
         }
-        let mut live = Self {
+        Self {
             reader,
             number: job.number,
             newer: outlet::Newer::of(job.number),
             agent: job.agent,
             token: job.token,
             check_token: false,
-            deadlines: BTreeSet::new(),
             head,
             end,
             last_write,
@@ -323,20 +321,6 @@ impl Live {
             out,
             finished: false,
             cut: None,
-        };
-        live.list_deadlines(store, &[Role::Inbox, Role::Outbox], now)
-            .await;
-        live
-    }
-
-    /// Adds the deadlines of the agent's pending elicitations in these lists.
-    async fn list_deadlines<S: Store>(&mut self, store: &S, roles: &[Role], now: Timestamp) {
-        for role in roles {
-            let q = ListQuery::pending(*role, service::MAX_LIMIT);
-            if let Ok(page) = service::list(store, &self.agent, &self.agent, &q, now).await {
-                self.deadlines
-                    .extend(page.items.into_iter().map(|e| (e.expires_at.0, e.id)));
-            }
         }
     }
 
@@ -359,33 +343,10 @@ impl Live {
             }
             for logged in &batch {
                 self.out.push_str(&sse::event(logged));
-                let e = &logged.event;
-                let el = &e.elicitation;
-                if e.kind == EventKind::Created && el.status == Status::Pending {
-                    self.deadlines.insert((el.expires_at.0, el.id.clone()));
-                } else if e.kind != EventKind::Created {
-                    self.deadlines.retain(|(_, id)| *id != el.id);
-                }
             }
             if !self.reader.more_below(self.head) {
                 return;
             }
-        }
-    }
-
-    /// The earliest deadline, if it has passed at `now`.
-    fn due(&self, now: Timestamp) -> Option<&(u64, String)> {
-        self.deadlines.first().filter(|(t, _)| *t <= now.0)
-    }
-
-    /// Writes the expiry of each elicitation whose deadline has passed, unless somebody has.
-    async fn expire_due<S: Store>(&mut self, store: &S, now: Timestamp) {
-        while let Some(d) = self.due(now).cloned() {
-            // Writes the expiry if nobody has; if somebody had but crashed before its events,
-            // puts them in.
-            let _ = service::expire_due(store, &self.agent, &d.1, now).await;
-            self.deadlines.remove(&d);
-            self.dirty = true;
         }
     }
 
@@ -452,8 +413,8 @@ async fn wait_writing(pace: &mut Pace, streams: &mut [Live]) {
     }
 }
 
-/// Marks the streams whose log the feed says moved, adds the deadlines of what their agents
-/// asked, and ends the streams that `max_streams` newer ones of their agent replace.
+/// Marks the streams whose log the feed says moved, and ends the streams that `max_streams` newer
+/// ones of their agent replace.
 fn apply(streams: &mut [Live], changed: &BTreeMap<String, changes::Change>, max_streams: u64) {
     for s in streams.iter_mut() {
         let Some(c) = changed.get(&s.agent) else {
@@ -466,7 +427,6 @@ fn apply(streams: &mut [Live], changed: &BTreeMap<String, changes::Change>, max_
             s.dirty = true;
         }
         s.check_token |= c.revoked;
-        s.deadlines.extend(c.asked.iter().cloned());
         s.newer.apply(c);
         if s.newer.crowded(max_streams) && s.cut.is_none() {
             s.cut = Some(Cut::Replaced);
@@ -474,9 +434,8 @@ fn apply(streams: &mut [Live], changed: &BTreeMap<String, changes::Change>, max_
     }
 }
 
-/// When the feed cannot tell what changed: reads every stream's log head, and lists what its
-/// agent asked again (the feed's deadline mentions may be among what was missed).
-async fn check_everything<S: Store>(store: &S, streams: &mut [Live], now: Timestamp) {
+/// When the feed cannot tell what changed: reads every stream's log head.
+async fn check_everything<S: Store>(store: &S, streams: &mut [Live]) {
     let agents: BTreeSet<String> = streams.iter().map(|s| s.agent.clone()).collect();
     let heads: HashMap<String, i64> =
         futures::future::join_all(agents.into_iter().map(|a| async move {
@@ -487,15 +446,13 @@ async fn check_everything<S: Store>(store: &S, streams: &mut [Live], now: Timest
         .into_iter()
         .filter_map(|(a, h)| Some((a, h.ok()?)))
         .collect();
-    let lists = streams.iter_mut().map(|s| {
+    for s in streams.iter_mut() {
         if let Some(h) = heads.get(&s.agent) {
             s.head = s.head.max(*h);
         }
         s.dirty = true;
         s.check_token = true;
-        s.list_deadlines(store, &[Role::Outbox], now)
-    });
-    futures::future::join_all(lists).await;
+    }
 }
 
 /// The instance's one loop over all its streams; it stops when it holds none.
@@ -520,6 +477,9 @@ async fn hub(opts: StreamOptions) {
     let mut ticks: u64 = 0;
     // Until when a tick with no change and no new stream has nothing to do (see `Quiet`).
     let mut quiet = Quiet::Until(0);
+    // Who this hub is to the expiry pass's cursor, and when it next runs the pass.
+    let me = super::new_id();
+    let mut next_pass = 0;
     loop {
         // New streams join a bounded number per tick, so a reconnect wave does not hold up
         // delivery to the streams already open.
@@ -551,7 +511,12 @@ async fn hub(opts: StreamOptions) {
                 Poll::Everything
             }
         };
-        // Nothing changed, no stream joined, and no heartbeat, stream end or deadline is due:
+        // Once a second, the expiry pass, in a task of its own: no stream waits for it.
+        if now.0 >= next_pass {
+            next_pass = (now.0 / 1000 + 1) * 1000 + crate::due::GRACE_MS;
+            spawn_expiry_pass(&me);
+        }
+        // Nothing changed, no stream joined, and no heartbeat or stream end is due:
         // the tick is over without a look at each stream.
         if poll == Poll::Quiet && !joining && quiet.holds_at(now) {
             ticks += 1;
@@ -562,7 +527,7 @@ async fn hub(opts: StreamOptions) {
             pace.changed(now);
         }
         match &poll {
-            Poll::Everything => check_everything(store, &mut streams, now).await,
+            Poll::Everything => check_everything(store, &mut streams).await,
             Poll::Agents(changed) => apply(&mut streams, changed, opts.max_streams),
             Poll::Quiet => {}
         }
@@ -588,13 +553,6 @@ async fn hub(opts: StreamOptions) {
                 s.deliver(store)
             });
         futures::future::join_all(deliveries).await;
-        // Deadlines that passed: write the expiry (once, whoever gets there first); the expired
-        // event is delivered from the log on the next tick.
-        let expiries = streams
-            .iter_mut()
-            .filter(|s| !s.finished && s.due(now).is_some())
-            .map(|s| s.expire_due(store, now));
-        futures::future::join_all(expiries).await;
         for s in streams.iter_mut().filter(|s| !s.finished) {
             if now >= s.token.expires && s.cut.is_none() {
                 s.cut = Some(Cut::Expired);
@@ -649,10 +607,34 @@ async fn hub(opts: StreamOptions) {
     }
 }
 
+thread_local! {
+    static PASSING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs the expiry pass in a task of its own, unless the last one is still running.
+fn spawn_expiry_pass(me: &str) {
+    struct Passing;
+    impl Drop for Passing {
+        fn drop(&mut self) {
+            PASSING.with(|p| p.set(false));
+        }
+    }
+    if PASSING.with(|p| p.replace(true)) {
+        return;
+    }
+    let me = me.to_string();
+    spin_sdk::wasip3::spawn(async move {
+        let _passing = Passing;
+        if let Ok(store) = SpinStore::open_default().await {
+            let _ = service::expire_pass(&store, &me, Timestamp::now()).await;
+        }
+    });
+}
+
 /// Whether the hub's next ticks may skip the streams while nothing changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Quiet {
-    /// Until this time (ms): the earliest heartbeat, stream end or deadline of any stream.
+    /// Until this time (ms): the earliest heartbeat or stream end of any stream.
     Until(u64),
     /// A stream has work left over (a log read to finish, a hole to wait at, frames to write).
     No,
@@ -673,9 +655,6 @@ impl Quiet {
             if let Some((_, p)) = &s.write {
                 // When it would count as slow.
                 until = until.min(p.at + outlet::SLOW_CLIENT_MS);
-            }
-            if let Some((deadline, _)) = s.deadlines.first() {
-                until = until.min(*deadline);
             }
         }
         Self::Until(until)
