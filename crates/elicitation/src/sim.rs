@@ -770,6 +770,193 @@ mod tests {
         retention_leaves_nothing::<SpinRedis>();
     }
 
+    /// One generated scenario: writers to `b` (each with its number of creates, all with one
+    /// `Idempotency-Key` when `keyed`, so they are twins of one request, and a point after which
+    /// it crashes), readers of `b`'s log (from the start, or fresh at the head), a replay of the
+    /// keyed request after everything; then the whole log and the feed are checked.
+    fn generated<M: Model>(
+        seed: u64,
+        writers: &[(u8, Option<u64>)],
+        keyed: bool,
+        fresh_readers: &[bool],
+    ) -> Result<(), String> {
+        let rng = Rng::new(seed);
+        let sim = Sim::<M>::new();
+        let key = keyed.then_some("k");
+        let created = RefCell::new(BTreeSet::new());
+        type Seen = (i64, BTreeSet<i64>, Vec<i64>, Option<Reader>);
+        let got: Vec<RefCell<Seen>> = fresh_readers
+            .iter()
+            .map(|_| RefCell::new((0, BTreeSet::new(), Vec::new(), None)))
+            .collect();
+        let mut tasks: Vec<Task<'_>> = Vec::new();
+        let mut crash = Vec::new();
+        for (w, (creates, crash_after)) in writers.iter().enumerate() {
+            let (sim, created) = (&sim, &created);
+            tasks.push(Box::pin(async move {
+                for n in 0..*creates {
+                    let id = format!("el_w{w}n{n}");
+                    if let Ok(c) = service::create(sim, "a", &body("b"), key, &LIMITS, T0, id).await
+                    {
+                        created.borrow_mut().insert(c.elicitation.id);
+                    }
+                }
+            }));
+            crash.push(*crash_after);
+        }
+        for (fresh, slot) in fresh_readers.iter().zip(&got) {
+            let sim = &sim;
+            tasks.push(Box::pin(async move {
+                let mut r = if *fresh {
+                    let Ok(head) = crate::log::head(sim, "b").await else {
+                        return;
+                    };
+                    let Ok(r) = Reader::fresh(sim, "b", head).await else {
+                        return;
+                    };
+                    r
+                } else {
+                    Reader::new("b", 0)
+                };
+                {
+                    let mut s = slot.borrow_mut();
+                    s.0 = r.cursor();
+                    s.1 = r.history_for_tests();
+                }
+                for i in 0..4 {
+                    if let Ok(batch) = r.next(sim, Timestamp(T0.0 + i * 1000), 10).await {
+                        slot.borrow_mut()
+                            .2
+                            .extend(batch.into_iter().map(|l| l.event.sequence));
+                    }
+                }
+                slot.borrow_mut().3 = Some(r);
+            }));
+            crash.push(None);
+        }
+        run(&sim, &rng, tasks, &crash);
+        // The readers read on once the writers are done (or dead), and are held to the log as it
+        // is then.
+        run(
+            &sim,
+            &rng,
+            vec![Box::pin(async {
+                for slot in &got {
+                    let reader = slot.borrow_mut().3.take();
+                    if let Some(mut r) = reader {
+                        let rest = read_on(&sim, &mut r, Timestamp(T0.0 + 20_000)).await;
+                        slot.borrow_mut().2.extend(rest.into_iter().map(|e| e.0));
+                    }
+                }
+            })],
+            &[None],
+        );
+        let read_by_then: Vec<i64> = read_logs(&sim, &rng, &["b"], Timestamp(T0.0 + 25_000))
+            .remove(0)
+            .iter()
+            .map(|e| e.0)
+            .collect();
+        if keyed {
+            // A replay of the keyed request after everything: it names what the twins created.
+            let replayed = RefCell::new(None);
+            run(
+                &sim,
+                &rng,
+                vec![Box::pin(async {
+                    let r = service::create(&sim, "a", &body("b"), key, &LIMITS, T0, "el_r".into())
+                        .await;
+                    *replayed.borrow_mut() = r.ok().map(|c| (c.elicitation.id, c.replayed));
+                })],
+                &[None],
+            );
+            let replayed = replayed.take();
+            let twins = created.borrow();
+            if twins.len() > 1 {
+                return Err(format!("twins created {twins:?}"));
+            }
+            let first = twins.first().cloned();
+            drop(twins);
+            match (&replayed, first) {
+                (Some((id, true)), Some(first)) if *id == first => {}
+                // No twin was acknowledged: the replay creates it, or finishes the one a twin
+                // that crashed began.
+                (Some((id, false)), None) if id == "el_r" => {}
+                (Some((id, true)), None) if id.starts_with("el_w") && id.ends_with("n0") => {}
+                other => return Err(format!("replay {other:?} of {:?}", created.borrow())),
+            }
+            if let Some((id, _)) = replayed {
+                created.borrow_mut().insert(id);
+            }
+        }
+        let all = read_logs(&sim, &rng, &["b"], Timestamp(T0.0 + 30_000)).remove(0);
+        announced(&sim, &rng, &[("b", &all)], Timestamp(T0.0 + 30_000));
+        // The log: numbers in order, each once; one created event per elicitation that exists.
+        let seqs: Vec<i64> = all.iter().map(|e| e.0).collect();
+        if !seqs.windows(2).all(|w| w[0] < w[1]) {
+            return Err(format!("log out of order {seqs:?}"));
+        }
+        let ids: Vec<&String> = all.iter().map(|e| &e.2).collect();
+        let unique: BTreeSet<&String> = ids.iter().copied().collect();
+        if unique.len() != ids.len() {
+            return Err(format!("an elicitation has two created events: {ids:?}"));
+        }
+        for id in created.borrow().iter() {
+            if !unique.contains(id) {
+                return Err(format!(
+                    "{id} was acknowledged but its event is not in the log"
+                ));
+            }
+        }
+        // Every reader: in order, each once, nothing after its start missed (a fresh one passes
+        // what was there when it started as history).
+        for (fresh, slot) in fresh_readers.iter().zip(&got) {
+            let (start, history, seen, _) = &*slot.borrow();
+            if !seen.windows(2).all(|w| w[0] < w[1]) {
+                return Err(format!("reader (fresh {fresh}) got {seen:?}"));
+            }
+            for s in read_by_then
+                .iter()
+                .filter(|s| **s > *start && !history.contains(s))
+            {
+                if !seen.contains(s) {
+                    return Err(format!(
+                        "reader from {start} missed {s}: {seen:?} of {read_by_then:?}"
+                    ));
+                }
+            }
+        }
+        let flagged = sim.inner.flagged();
+        if flagged.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{flagged:?}"))
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 400,
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        })]
+
+        #[test]
+        fn generated_writers_readers_crashes_and_replays_lose_and_repeat_nothing(
+            seed in proptest::prelude::any::<u64>(),
+            writers in proptest::collection::vec((0u8..3, proptest::option::of(0u64..20)), 1..5),
+            keyed in proptest::prelude::any::<bool>(),
+            fresh in proptest::collection::vec(proptest::prelude::any::<bool>(), 1..3),
+            redis in proptest::prelude::any::<bool>(),
+        ) {
+            let checked = if redis {
+                generated::<SpinRedis>(seed, &writers, keyed, &fresh)
+            } else {
+                generated::<SpinSqlite>(seed, &writers, keyed, &fresh)
+            };
+            proptest::prop_assert_eq!(checked, Ok(()));
+        }
+    }
+
     #[test]
     fn racing_transitions_with_crashes_on_spin_sqlite() {
         (0..SEEDS).for_each(racing_transitions::<SpinSqlite>);
