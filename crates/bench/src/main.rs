@@ -1,9 +1,10 @@
 //! `lighthouse-bench` — measures delivery over real HTTP through the real components.
 //!
-//! Ten scenarios ([`scenarios`]): single pair, scaling, saturation, burst, timeout cascade, store
-//! contention, sustained load, failure recovery, scale-out (the app on `--nodes` hosts sharing one
-//! Redis, streams spread over them, creates sent to another node than their addressee's) and node
-//! kill (two nodes behind HAProxy, one killed half-way). Each runs, in the same invocation and with the same
+//! Twelve scenarios ([`scenarios`]): single pair, scaling, saturation, burst, timeout cascade, store
+//! contention, sustained load, soak (a long steady load with a short `retention_seconds`, the
+//! host's RSS and the store's size and keys sampled), failure recovery, scale-out (the app on
+//! `--nodes` hosts sharing one Redis, streams spread over them, creates sent to another node than
+//! their addressee's), node kill (two nodes behind HAProxy, one killed half-way) and MCP. Each runs, in the same invocation and with the same
 //! parameters, up to three modes:
 //! - **push**: every agent holds its SSE stream (`/v1/agents/:agent/events`) on `spin-local`;
 //! - **poll**: every agent loops on the legacy `wait_for_messages` route (the seed's 1 s polling);
@@ -74,7 +75,7 @@ enum Command {
 }
 
 /// Every scenario, in the order they run.
-const ALL_SCENARIOS: &str = "single-pair,scaling,saturation,burst,timeout-cascade,contention,sustained,recovery,scale-out,node-kill,mcp";
+const ALL_SCENARIOS: &str = "single-pair,scaling,saturation,burst,timeout-cascade,contention,sustained,soak,recovery,scale-out,node-kill,mcp";
 
 /// What to run.
 #[derive(clap::Args, Clone)]
@@ -125,6 +126,27 @@ pub struct RunArgs {
     /// Sustained: elicitations per second.
     #[arg(long, default_value_t = 100.0)]
     pub sustained_rate: f64,
+    /// Soak: seconds of steady load.
+    #[arg(long, default_value_t = 600.0)]
+    pub soak_seconds: f64,
+    /// Soak: agents.
+    #[arg(long, default_value_t = 1000)]
+    pub soak_agents: usize,
+    /// Soak: elicitations per second.
+    #[arg(long, default_value_t = 100.0)]
+    pub soak_rate: f64,
+    /// Soak: the app's `retention_seconds`, short so that elicitations are deleted during the run.
+    #[arg(long, default_value_t = 20)]
+    pub soak_retention_seconds: u64,
+    /// Soak: each elicitation's `ttlSeconds` (its retention runs from its deadline's second).
+    #[arg(long, default_value_t = 20)]
+    pub soak_ttl_seconds: u64,
+    /// Soak: seconds between samples of the host's RSS and the store's size and keys.
+    #[arg(long, default_value_t = 10.0)]
+    pub soak_sample_seconds: f64,
+    /// `retention_seconds` of the app under test (default: the app's own; the soak sets its own).
+    #[arg(long)]
+    pub retention_seconds: Option<u64>,
     /// Seconds over which idle CPU is sampled (all streams open, no traffic).
     #[arg(long, default_value_t = 5.0)]
     pub idle_seconds: f64,
@@ -209,6 +231,12 @@ fn main() -> anyhow::Result<()> {
                 args.sustained_seconds = 6.0;
                 args.sustained_agents = 10;
                 args.sustained_rate = 10.0;
+                args.soak_seconds = 30.0;
+                args.soak_agents = 20;
+                args.soak_rate = 10.0;
+                args.soak_retention_seconds = 3;
+                args.soak_ttl_seconds = 3;
+                args.soak_sample_seconds = 5.0;
                 args.stream_max_seconds.get_or_insert(3);
                 args.saturation_rate = 50.0;
                 args.saturation_step_seconds = 1.0;
@@ -255,6 +283,7 @@ async fn run(args: &RunArgs) -> anyhow::Result<Vec<scenarios::RunResult>> {
             "timeout-cascade" => scenarios::timeout_cascade(args).await,
             "contention" => scenarios::contention(args).await,
             "sustained" => scenarios::sustained(args).await,
+            "soak" => scenarios::soak(args).await,
             "recovery" => scenarios::recovery(args).await,
             "scale-out" => scenarios::scale_out(args).await,
             "node-kill" => scenarios::node_kill(args).await,

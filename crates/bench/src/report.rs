@@ -93,7 +93,7 @@ fn mib(b: u64) -> f64 {
     b as f64 / 1048576.0
 }
 
-const SCENARIOS: [(&str, &str); 11] = [
+const SCENARIOS: [(&str, &str); 12] = [
     (
         "single-pair",
         "1. Single pair — sequential elicitations between two agents, each sent when the previous answer arrived",
@@ -121,6 +121,10 @@ const SCENARIOS: [(&str, &str); 11] = [
     (
         "sustained",
         "6. Sustained load — a steady rate for a while, server RSS sampled every 5 s",
+    ),
+    (
+        "soak",
+        "6b. Soak — 1000 agents at a steady rate for 10 minutes with a short `retention_seconds`, so that elicitations are created, answered, kept and deleted over and over; the host's RSS and the store's size and keys sampled every 10 s",
     ),
     (
         "recovery",
@@ -312,6 +316,7 @@ fn markdown(
             "saturation" => saturation_extra(w, &rows),
             "timeout-cascade" => timeout_extra(w, &rows),
             "sustained" => sustained_extra(w, &rows),
+            "soak" => soak_extra(w, &rows),
             "recovery" | "node-kill" => recovery_extra(w, &rows),
             "scale-out" => scale_out_extra(w, &rows),
             "mcp" => mcp_extra(w, &rows),
@@ -372,6 +377,11 @@ fn method(
     let _ = writeln!(
         w,
         "- Store operations per elicitation: over the same window, the change of every key-value counter the host reports at `/.well-known/spin/stats` (calls, keys read and written, and whatever else it counts) and, on Redis, the change of the calls of every command in `INFO commandstats` (the benchmark's own `INFO` samples left out; its `PING` and `FLUSHALL` come before the host starts), divided by the elicitations created in the window: all told, the streams' background polling included.",
+    );
+    let _ = writeln!(
+        w,
+        "- Abuse limits: every host runs with `create_rate_per_minute` and `max_pending_per_agent` set to {} (the store still counts both on every create, so their cost is in the figures), because store contention floods one addressee by design and the 1 s poll answers slower than it is asked; the limits' own tests are in the end-to-end suite.",
+        crate::server::LIFTED_LIMIT
     );
     let retries: BTreeSet<u64> = results
         .iter()
@@ -1036,6 +1046,109 @@ fn sustained_extra(w: &mut String, rows: &[&RunResult]) {
     let _ = writeln!(w);
 }
 
+/// One soak sample: seconds, host RSS, the store.
+type SoakSample = (f64, u64, crate::server::StoreStats);
+
+/// One measure read off a soak sample.
+type Reading = dyn Fn(&SoakSample) -> Option<f64>;
+
+/// The samples after a soak's warm-up: two lifetimes of an elicitation (its ttl, then its
+/// retention, then a second), and never the first sample.
+fn after_warm_up(r: &RunResult) -> Vec<&SoakSample> {
+    let (retention, ttl) = r.soak_lifetime.unwrap_or((0, 0));
+    let warm_up = 2.0 * (retention + ttl + 1) as f64;
+    r.soak_series
+        .iter()
+        .skip(1)
+        .filter(|(t, _, _)| *t >= warm_up)
+        .collect()
+}
+
+/// The least-squares slope of `points` (units per second), if there are two or more.
+fn slope(points: &[(f64, f64)]) -> Option<f64> {
+    if points.len() < 2 {
+        return None;
+    }
+    let n = points.len() as f64;
+    let (mx, my) = points
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x / n, b + y / n));
+    let (num, den) = points.iter().fold((0.0, 0.0), |(a, b), (x, y)| {
+        (a + (x - mx) * (y - my), b + (x - mx) * (x - mx))
+    });
+    (den > 0.0).then(|| num / den)
+}
+
+fn soak_extra(w: &mut String, rows: &[&RunResult]) {
+    for r in rows {
+        let samples = after_warm_up(r);
+        let (retention, ttl) = r.soak_lifetime.unwrap_or((0, 0));
+        let line = |f: &Reading| {
+            let points: Vec<(f64, f64)> =
+                samples.iter().filter_map(|s| Some((s.0, f(s)?))).collect();
+            let first = points.first().map(|p| p.1);
+            let last = points.last().map(|p| p.1);
+            (slope(&points), first, last)
+        };
+        let _ = writeln!(
+            w,
+            "{}: `retention_seconds` = {retention}, `ttlSeconds` = {ttl}; warm-up = the first {:.0} s (two lifetimes of an elicitation), {} samples after it. Slopes are least-squares fits over those samples.\n\n| measure | after warm-up: first → last | slope | slope × the run |\n|---|---|---|---|",
+            variant(r),
+            2.0 * (retention + ttl + 1) as f64,
+            samples.len()
+        );
+        let span = samples
+            .last()
+            .zip(samples.first())
+            .map_or(0.0, |(l, f)| l.0 - f.0);
+        type Measure<'a> = (
+            &'a str,
+            &'a dyn Fn(&(f64, u64, crate::server::StoreStats)) -> Option<f64>,
+        );
+        let measures: [Measure<'_>; 4] = [
+            ("host RSS (MiB)", &|s| Some(mib(s.1))),
+            ("store size (MiB)", &|s| Some(mib(s.2.bytes))),
+            ("keys outside the logs and the feed ring", &|s| {
+                s.2.keys_outside_logs.map(|k| k as f64)
+            }),
+            ("keys in all", &|s| Some(s.2.keys as f64)),
+        ];
+        for (name, f) in measures {
+            let (sl, first, last) = line(f);
+            let (Some(sl), Some(first), Some(last)) = (sl, first, last) else {
+                continue;
+            };
+            let _ = writeln!(
+                w,
+                "| {name} | {first:.1} → {last:.1} | {sl:+.4}/s | {:+.1} |",
+                sl * span
+            );
+        }
+        let _ = writeln!(
+            w,
+            "\nThe agents' logs keep their newest 1000 events each (and 8000 claim counters), so the keys inside them grow until every log is that long — {} agents × (2 × 1000 + 8000) keys at most — which a 10-minute soak does not reach, and the change feed's ring fills its 4096 slots in the first minutes; the keys outside both are everything retention governs (records, index entries, deadlines, idempotency claims, rate counts).\n",
+            r.agents
+        );
+        let _ = writeln!(
+            w,
+            "| seconds | host RSS (MiB) | store size (MiB) | keys in all | keys outside the logs and the feed ring |\n|---|---|---|---|---|"
+        );
+        for (t, rss, store) in &r.soak_series {
+            let _ = writeln!(
+                w,
+                "| {t:.0} | {:.1} | {:.1} | {} | {} |",
+                mib(*rss),
+                mib(store.bytes),
+                store.keys,
+                store
+                    .keys_outside_logs
+                    .map_or_else(|| "—".to_string(), |k| k.to_string())
+            );
+        }
+        let _ = writeln!(w);
+    }
+}
+
 fn recovery_extra(w: &mut String, rows: &[&RunResult]) {
     let _ = writeln!(
         w,
@@ -1214,6 +1327,56 @@ fn write_plots(dir: &Path, results: &[RunResult]) -> anyhow::Result<Vec<(String,
                     log: false,
                 },
                 &sustained,
+            ),
+        )?;
+    }
+    for r in results.iter().filter(|r| r.scenario == "soak") {
+        let series = |name: &str, f: &Reading| Series {
+            name: name.to_string(),
+            points: r
+                .soak_series
+                .iter()
+                .filter_map(|s| Some((s.0, f(s)?)))
+                .collect(),
+        };
+        let seconds = Axis {
+            label: "seconds".into(),
+            log: false,
+        };
+        save(
+            "soak",
+            "soak-memory.svg",
+            "Host RSS and store size over the soak",
+            line_chart(
+                "Host RSS and store size over the soak",
+                &seconds,
+                &Axis {
+                    label: "MiB".into(),
+                    log: false,
+                },
+                &[
+                    series("host RSS", &|s| Some(mib(s.1))),
+                    series("store size", &|s| Some(mib(s.2.bytes))),
+                ],
+            ),
+        )?;
+        save(
+            "soak",
+            "soak-keys.svg",
+            "Store keys over the soak",
+            line_chart(
+                "Store keys over the soak",
+                &seconds,
+                &Axis {
+                    label: "keys".into(),
+                    log: false,
+                },
+                &[
+                    series("keys in all", &|s| Some(s.2.keys as f64)),
+                    series("keys outside the logs and the feed ring", &|s| {
+                        s.2.keys_outside_logs.map(|k| k as f64)
+                    }),
+                ],
             ),
         )?;
     }

@@ -191,6 +191,13 @@ pub struct RunResult {
     pub host: Option<HostFigures>,
     /// (seconds since the start of sending, RSS bytes), every 5 s (sustained).
     pub rss_series: Vec<(f64, u64)>,
+    /// (seconds since the start of sending, host RSS bytes, what the store holds), every
+    /// `--soak-sample-seconds` (soak).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub soak_series: Vec<(f64, u64, crate::server::StoreStats)>,
+    /// The app's `retention_seconds` and the elicitations' `ttlSeconds` (soak).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak_lifetime: Option<(u64, u64)>,
     /// The crash (recovery).
     pub recovery: Option<Recovery>,
     /// The ramp that found the saturating rate (saturation).
@@ -592,6 +599,8 @@ struct Step {
     idle: Option<(HostSample, HostSample)>,
     rss_connected: u64,
     rss_series: Vec<(f64, u64)>,
+    soak_series: Vec<(f64, u64, crate::server::StoreStats)>,
+    soak_lifetime: Option<(u64, u64)>,
     recovery: Option<Recovery>,
     outage_errors: BTreeMap<String, u64>,
     ramp: Vec<RampStep>,
@@ -616,6 +625,8 @@ impl Step {
             idle: None,
             rss_connected: 0,
             rss_series: Vec::new(),
+            soak_series: Vec::new(),
+            soak_lifetime: None,
             recovery: None,
             outage_errors: BTreeMap::new(),
             ramp: Vec::new(),
@@ -754,6 +765,8 @@ async fn finish(s: &Session, mark: &Mark, step: Step) -> RunResult {
         connect_seconds: step.connect_seconds,
         host,
         rss_series: step.rss_series,
+        soak_series: step.soak_series,
+        soak_lifetime: step.soak_lifetime,
         recovery: step.recovery,
         ramp: step.ramp,
         nodes: if s.variant.mode == Mode::Floor {
@@ -1379,6 +1392,81 @@ pub async fn sustained(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
         s.stop();
     }
     Ok(rows)
+}
+
+/// Soak: `--soak-agents` agents at `--soak-rate` elicitations/s for `--soak-seconds`, each
+///    elicitation with `ttlSeconds` = `--soak-ttl-seconds`, on a host whose `retention_seconds`
+///    is `--soak-retention-seconds`, so that elicitations are answered, kept, and deleted by the
+///    retention pass over and over during the run. Every `--soak-sample-seconds` the host's RSS
+///    and the store's size and key count are sampled; the report fits a line to the samples after
+///    the warm-up (two lifetimes) and gives its slope.
+pub async fn soak(args: &RunArgs) -> anyhow::Result<Vec<RunResult>> {
+    let mut args = args.clone();
+    args.retention_seconds = Some(args.soak_retention_seconds);
+    let args = &args;
+    let n = args.soak_agents;
+    let v = Variant {
+        mode: Mode::Push,
+        backend: args.backend.first().copied(),
+    };
+    let mut s = Session::open(args, v, n, HashSet::new()).await?;
+    let progress = Progress::start(format!("soak, {}", v.name()), s.ctx.metrics.clone());
+    let connect = s.connect(0..n).await?;
+    let mark = Mark::now(&s).await;
+    let series = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let total = (args.soak_rate * args.soak_seconds).round() as u64;
+    let every = Duration::from_secs_f64(args.soak_sample_seconds.max(1.0));
+    let seconds = {
+        let sampling = async {
+            let started = Instant::now();
+            while !stop.load(Ordering::SeqCst) {
+                let at = started.elapsed().as_secs_f64();
+                let rss = s.server.rss();
+                if let Some(store) = s.server.store_stats().await {
+                    series.lock().await.push((at, rss, store));
+                }
+                let next = started + every.mul_f64((at / every.as_secs_f64()).floor() + 1.0);
+                tokio::time::sleep_until(next.into()).await;
+            }
+        };
+        let load = async {
+            let secs = paced(
+                &s.ctx,
+                0,
+                total,
+                args.soak_rate,
+                Some(args.soak_ttl_seconds),
+                round_robin(n),
+                None,
+            )
+            .await;
+            stop.store(true, Ordering::SeqCst);
+            secs
+        };
+        futures::future::join(sampling, load).await.1
+    };
+    s.settle(SETTLE).await;
+    drop(progress);
+    let mut step = Step::new(
+        "soak",
+        format!(
+            "{n} agents, {} /s, {} s, ttlSeconds {}, retention_seconds {}",
+            args.soak_rate, args.soak_seconds, args.soak_ttl_seconds, args.soak_retention_seconds
+        ),
+        n,
+        0,
+    );
+    step.seconds = seconds;
+    step.connect_seconds = connect;
+    step.rss_connected = s.server.rss();
+    step.soak_series = std::mem::take(&mut *series.lock().await);
+    step.soak_lifetime = Some((args.soak_retention_seconds, args.soak_ttl_seconds));
+    step.offered_rate = Some(args.soak_rate);
+    let r = finish(&s, &mark, step).await;
+    say(&r);
+    s.stop();
+    Ok(vec![r])
 }
 
 /// 7. Failure recovery: 100 agents, 100 creates/s for `phase_seconds`; half-way the host is

@@ -87,6 +87,22 @@ fn own_exe() -> std::io::Result<PathBuf> {
     std::env::current_exe()
 }
 
+/// What the benchmark sets the app's create limits to: out of reach (see the report's method).
+pub const LIFTED_LIMIT: u64 = 1_000_000;
+
+/// What the app's store holds at one moment.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct StoreStats {
+    /// Its size: the SQLite file with its journal, or Redis's `used_memory`.
+    pub bytes: u64,
+    /// Its keys.
+    pub keys: u64,
+    /// Its keys other than the agents' log slots (`log/<agent>/<n>…`, of which each log keeps a
+    /// bounded tail) and the change feed's ring (`chg/<n>`, 4096 slots): everything retention
+    /// governs (SQLite only).
+    pub keys_outside_logs: Option<u64>,
+}
+
 /// A running server.
 pub struct Server {
     child: Child,
@@ -196,6 +212,12 @@ fn host_command(
             &format!("gateway={}", args.stream_reuse),
         ])
         .args(["--variable", "legacy_poll_ms=1000"])
+        .args([
+            "--variable",
+            &format!("create_rate_per_minute={LIFTED_LIMIT}"),
+            "--variable",
+            &format!("max_pending_per_agent={LIFTED_LIMIT}"),
+        ])
         .env("SPIN_VARIABLE_TOKEN_SECRET", "bench-secret")
         .env("SPIN_VARIABLE_ADMIN_TOKEN", ADMIN);
     if let Some(file) = runtime_config {
@@ -214,6 +236,9 @@ fn host_command(
     }
     if let Some(s) = args.stream_max_seconds {
         cmd.args(["--variable", &format!("stream_max_seconds={s}")]);
+    }
+    if let Some(r) = args.retention_seconds {
+        cmd.args(["--variable", &format!("retention_seconds={r}")]);
     }
     Ok(cmd)
 }
@@ -380,6 +405,54 @@ impl Server {
     /// Resident memory now, bytes (every node's, summed).
     pub fn rss(&self) -> u64 {
         self.node_rss().iter().sum()
+    }
+
+    /// What the app's store holds now (the soak's samples): read from the SQLite file in the
+    /// state directory, or from Redis (`DBSIZE`, `used_memory`).
+    pub async fn store_stats(&self) -> Option<StoreStats> {
+        if let Some(r) = &self.redis {
+            let keys = crate::redis::command(r.port, &["DBSIZE"]).await.ok()?;
+            let memory = crate::redis::command(r.port, &["INFO", "memory"])
+                .await
+                .ok()?;
+            let used = memory
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("used_memory:")?.parse().ok())?;
+            return Some(StoreStats {
+                bytes: used,
+                keys: keys.trim().trim_start_matches(':').parse().ok()?,
+                keys_outside_logs: None,
+            });
+        }
+        let db = self.state.as_ref()?.path().join("sqlite_key_value.db");
+        let bytes = ["", "-wal", "-shm"]
+            .iter()
+            .filter_map(|suffix| {
+                let mut p = db.clone().into_os_string();
+                p.push(suffix);
+                std::fs::metadata(p).ok().map(|m| m.len())
+            })
+            .sum();
+        let db2 = db.clone();
+        let counted = tokio::task::spawn_blocking(move || {
+            let conn = rusqlite::Connection::open_with_flags(
+                &db2,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )?;
+            conn.query_row(
+                "SELECT count(*), coalesce(sum(key NOT LIKE 'log/%' AND key NOT LIKE 'chg/%'), 0) FROM spin_key_value WHERE store = 'default'",
+                [],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+            )
+        })
+        .await
+        .ok()?
+        .ok()?;
+        Some(StoreStats {
+            bytes,
+            keys: u64::try_from(counted.0).unwrap_or(0),
+            keys_outside_logs: u64::try_from(counted.1).ok(),
+        })
     }
 
     /// The Redis process's CPU seconds so far, if there is one.
