@@ -472,6 +472,15 @@ fn decline_and_cancel_carry_no_content_and_url_mode_accepts_without_content() {
             json!({ "mode": "url", "url": "http://127.attacker.example/x" }),
             "/url",
         ),
+        (
+            json!({ "mode": "url", "url": "http://localhost.attacker.example/x" }),
+            "/url",
+        ),
+        (
+            json!({ "mode": "url", "url": "http://user@127.0.0.1.attacker.example/" }),
+            "/url",
+        ),
+        (json!({ "mode": "url", "url": "http://10.0.0.1/x" }), "/url"),
         (json!({ "mode": "url", "url": "/relative" }), "/url"),
         (json!({ "mode": "url" }), "/url"),
         (
@@ -489,10 +498,15 @@ fn decline_and_cancel_carry_no_content_and_url_mode_accepts_without_content() {
                 .expect_problem(422);
         assert_eq!(pr["errors"][0]["pointer"], pointer, "{body}");
     }
-    ask(
-        &p,
-        json!({ "mode": "url", "url": "http://127.0.0.1:8080/callback" }),
-    );
+    // Plain http only to a loopback host: 127.0.0.0/8, localhost, [::1].
+    for url in [
+        "http://127.0.0.1:8080/callback",
+        "http://127.8.9.10/",
+        "http://localhost:3000/cb",
+        "http://[::1]:8080/cb",
+    ] {
+        ask(&p, json!({ "mode": "url", "url": url }));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

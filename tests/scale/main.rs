@@ -217,3 +217,91 @@ fn an_idle_node_costs_the_store_the_same_whatever_its_streams() {
     }
     drop(streams);
 }
+
+/// The create limits are one count across nodes (the store's increments), and so is the limit of
+/// streams per agent: creates racing on both nodes get exactly the limit through, and a third
+/// stream on the other node ends the agent's oldest.
+#[test]
+fn limits_hold_across_nodes() {
+    let cluster = Cluster::start(
+        2,
+        &[
+            "--variable",
+            "create_rate_per_minute=1000000",
+            "--variable",
+            "max_pending_per_agent=6",
+            "--variable",
+            "max_streams_per_agent=2",
+        ],
+    );
+    let (n0, n1) = (cluster.nodes[0].client(), cluster.nodes[1].client());
+    let b = agent("crowded");
+    let tb = n0.token(&b);
+    let askers: Vec<(Client, String)> = (0..16)
+        .map(|i| {
+            let node = if i % 2 == 0 { &n0 } else { &n1 };
+            (node.clone(), node.token(&agent("asker")))
+        })
+        .collect();
+    let threads: Vec<_> = askers
+        .into_iter()
+        .map(|(c, t)| {
+            let b = b.clone();
+            std::thread::spawn(move || {
+                c.post(
+                    "/v1/elicitations",
+                    Some(&t),
+                    &json!({ "to": b, "message": "room?" }),
+                )
+                .status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        6,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        10,
+        "{statuses:?}"
+    );
+    let inbox = n1
+        .get(
+            &format!("/v1/agents/{b}/elicitations?role=inbox"),
+            Some(&tb),
+        )
+        .expect(200);
+    assert_eq!(inbox["items"].as_array().map(Vec::len), Some(6));
+    // Streams: two on node 0, then one on node 1 ends the first.
+    let first = n0.events(&b, &tb, None);
+    first.expect_open();
+    let second = n0.events(&b, &tb, None);
+    second.expect_open();
+    let third = n1.events(&b, &tb, None);
+    third.expect_open();
+    let opened = Instant::now();
+    loop {
+        match first.next(Duration::from_millis(100)) {
+            Some(e2e::SseMsg::Closed) => break,
+            _ => assert!(
+                opened.elapsed() < Duration::from_secs(2),
+                "the oldest stream is still open"
+            ),
+        }
+    }
+    // The two newest, one on each node, are live: b withdraws a question of its own.
+    let c = agent("elsewhere");
+    let id = n1.ask(&tb, &c, json!({}));
+    n1.post(
+        &format!("/v1/elicitations/{id}/withdraw"),
+        Some(&tb),
+        &json!({}),
+    )
+    .expect(200);
+    for s in [&second, &third] {
+        s.expect_event("elicitation.withdrawn", &id);
+    }
+}

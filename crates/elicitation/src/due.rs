@@ -64,10 +64,15 @@ impl Pass {
     }
 }
 
-/// Files `id` under the second of its deadline `expires`.
-pub async fn file<S: Store>(store: &S, expires: Timestamp, id: &str) -> StoreResult<()> {
+/// Takes the place of a deadline `expires` in its second: the first half of filing it, which a
+/// create makes alongside its other counters ([`file`] is the second).
+pub async fn place<S: Store>(store: &S, expires: Timestamp) -> StoreResult<i64> {
+    store.increment(&keys::due_count(expires.0 / 1000), 1).await
+}
+
+/// Files `id` at place `n` ([`place`]) of the second of its deadline `expires`.
+pub async fn file<S: Store>(store: &S, expires: Timestamp, n: i64, id: &str) -> StoreResult<()> {
     let second = expires.0 / 1000;
-    let n = store.increment(&keys::due_count(second), 1).await?;
     let (entry, minute) = futures::future::join(
         store.set(&keys::due_entry(second, n), id.as_bytes()),
         async {
@@ -198,9 +203,14 @@ mod tests {
             take(store, Pass::Expiry, "a", Timestamp(T)).await.unwrap(),
             None
         );
-        file(store, Timestamp(T + 2_500), "el_1").await.unwrap();
-        file(store, Timestamp(T + 2_999), "el_2").await.unwrap();
-        file(store, Timestamp(T + 600_000), "el_3").await.unwrap();
+        for (at, id) in [
+            (T + 2_500, "el_1"),
+            (T + 2_999, "el_2"),
+            (T + 600_000, "el_3"),
+        ] {
+            let n = place(store, Timestamp(at)).await.unwrap();
+            file(store, Timestamp(at), n, id).await.unwrap();
+        }
         // Not before the second is over (and the grace).
         assert_eq!(
             take(store, Pass::Expiry, "a", Timestamp(T + 3_100))

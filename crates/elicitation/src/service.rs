@@ -401,12 +401,15 @@ pub async fn create<S: Store>(
     admit(store, actor, &draft.to, limits, now).await?;
     let id = new_id;
     let to = draft.to.clone();
-    let (created, inbox, outbox) = futures::future::join3(
+    let expires_at = now.plus_secs(draft.ttl_seconds);
+    let (created, inbox, outbox, due_place) = futures::future::join4(
         log::take(store, &to),
         store.increment(&keys::index_head(&to, Role::Inbox), 1),
         store.increment(&keys::index_head(actor, Role::Outbox), 1),
+        due::place(store, expires_at),
     )
     .await;
+    let due_place = due_place?;
     let elicitation = Elicitation {
         id: id.clone(),
         from: actor.to_string(),
@@ -417,7 +420,7 @@ pub async fn create<S: Store>(
         url: draft.url,
         status: Status::Pending,
         created_at: now,
-        expires_at: now.plus_secs(draft.ttl_seconds),
+        expires_at,
         responded_at: None,
         response: None,
         context: draft.context,
@@ -451,7 +454,7 @@ pub async fn create<S: Store>(
                 index(store, &record),
                 log::stage(store, &to, record.slots.created, &body),
                 changes::take(store),
-                due::file(store, elicitation.expires_at, &id),
+                due::file(store, expires_at, due_place, &id),
             )
             .await;
             written?;
@@ -485,7 +488,7 @@ pub async fn create<S: Store>(
             }
             let (indexed, filed) = futures::future::join(
                 index(store, &record),
-                due::file(store, elicitation.expires_at, &id),
+                due::file(store, expires_at, due_place, &id),
             )
             .await;
             indexed?;
@@ -493,9 +496,14 @@ pub async fn create<S: Store>(
             (Attempt::First, None)
         }
     };
-    settle(store, &record, Events::Created, attempt, epoch).await?;
-    // The create is done; its upkeep's failure is nobody's but the next create's to retry.
-    let _ = upkeep(store, limits, &id, now).await;
+    // The upkeep goes alongside the events; its failure is nobody's but the next create's to
+    // retry.
+    let (settled, _) = futures::future::join(
+        settle(store, &record, Events::Created, attempt, epoch),
+        upkeep(store, limits, &id, now),
+    )
+    .await;
+    settled?;
     Ok(Created {
         elicitation,
         replayed: false,
@@ -1069,9 +1077,15 @@ async fn transition<S: Store>(
         b?;
         return Ok(None);
     }
-    // The one winner gives back the addressee's pending unit its create took.
-    store.increment(&keys::pending(&e.to), -1).await?;
-    settle(store, &next, Events::Final, Attempt::Staged, None).await?;
+    // The one winner gives back the addressee's pending unit its create took, alongside its
+    // events.
+    let (given_back, settled) = futures::future::join(
+        store.increment(&keys::pending(&e.to), -1),
+        settle(store, &next, Events::Final, Attempt::Staged, None),
+    )
+    .await;
+    given_back?;
+    settled?;
     Ok(Some(next))
 }
 
