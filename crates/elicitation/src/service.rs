@@ -89,7 +89,9 @@ async fn admit<S: Store>(
         store.increment(&pending_key, 1),
     )
     .await;
-    let over = |n: &Result<i64, _>, limit: u64| matches!(n, Ok(n) if u64::try_from(*n).map_or(true, |n| n > limit));
+    // A count below zero (pending elicitations created before the limit existed, given back
+    // since) is within any limit.
+    let over = |n: &Result<i64, _>, limit: u64| matches!(n, Ok(n) if *n > i64::try_from(limit).unwrap_or(i64::MAX));
     let refusal = if over(&rate, limits.create_rate_per_minute) {
         Some(Error::TooManyRequests {
             detail: format!(

@@ -636,6 +636,32 @@ mod tests {
     }
 
     #[test]
+    fn a_pending_count_below_zero_is_within_the_limit() {
+        // Elicitations created before the limit existed give back units they never took.
+        let limits = service::Limits {
+            max_pending_per_agent: 1,
+            ..LIMITS
+        };
+        let sim = Sim::<SpinSqlite>::new();
+        let ok = RefCell::new(Vec::new());
+        run(
+            &sim,
+            &Rng::new(3),
+            vec![Box::pin(async {
+                sim.increment(&crate::keys::pending("b"), -2).await.unwrap();
+                let b = body("b");
+                for n in 0..4 {
+                    let r = service::create(&sim, "a", &b, None, &limits, T0, format!("el_{n}"));
+                    let admitted = r.await.is_ok();
+                    ok.borrow_mut().push(admitted);
+                }
+            })],
+            &[None],
+        );
+        assert_eq!(ok.take(), [true, true, true, false]);
+    }
+
+    #[test]
     fn an_ended_elicitation_gives_its_pending_room_back_once() {
         let limits = service::Limits {
             max_pending_per_agent: 1,
