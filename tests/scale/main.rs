@@ -5,14 +5,23 @@
 //!
 //! These tests always run on Redis (their own server), whatever `E2E_BACKEND` says.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use e2e::{Client, Cluster, Host, Sse, Traffic, agent, check_exactly_once_in_order};
 use serde_json::{Value, json};
 
+/// The idle-cost measurement runs alone: the other tests' traffic on the same two cores would slow
+/// its idle nodes' polling in one window and not the other. Every other test holds this shared.
+static MACHINE: RwLock<()> = RwLock::new(());
+
+fn sharing_the_machine() -> std::sync::RwLockReadGuard<'static, ()> {
+    MACHINE.read().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn an_agent_asks_on_one_node_and_is_answered_from_another() {
+    let _machine = sharing_the_machine();
     let cluster = Cluster::start(2, &[]);
     let (n0, n1) = (cluster.nodes[0].client(), cluster.nodes[1].client());
     let (a, b) = (agent("asker"), agent("answerer"));
@@ -63,6 +72,7 @@ fn an_agent_asks_on_one_node_and_is_answered_from_another() {
 
 #[test]
 fn a_stream_that_moves_between_nodes_misses_and_repeats_nothing() {
+    let _machine = sharing_the_machine();
     // Streams end every second; the reader's next connection goes to the other node, and the
     // writers are split between the nodes.
     let cluster = Cluster::start(2, &["--variable", "stream_max_seconds=1"]);
@@ -92,6 +102,7 @@ fn streams_on(node: &Host) -> u64 {
 
 #[test]
 fn when_a_node_is_killed_its_clients_stream_again_through_the_balancer_and_lose_nothing() {
+    let _machine = sharing_the_machine();
     let mut cluster = Cluster::start(2, &[]);
     let balancer = Arc::new(Mutex::new(vec![cluster.balancer.base.clone()]));
     let agents: Vec<String> = (0..6).map(|i| agent(&format!("reader{i}"))).collect();
@@ -125,6 +136,7 @@ fn when_a_node_is_killed_its_clients_stream_again_through_the_balancer_and_lose_
 
 #[test]
 fn a_node_added_while_traffic_flows_takes_streams_and_requests_at_once() {
+    let _machine = sharing_the_machine();
     let mut cluster = Cluster::start(2, &["--variable", "stream_max_seconds=1"]);
     let c = cluster.client();
     let balancer = Arc::new(Mutex::new(vec![cluster.balancer.base.clone()]));
@@ -170,6 +182,7 @@ fn store_calls_per_second(node: &Client, window: Duration) -> f64 {
 
 #[test]
 fn an_idle_node_costs_the_store_the_same_whatever_its_streams() {
+    let _alone = MACHINE.write().unwrap_or_else(|e| e.into_inner());
     // Streams that outlast the measurement, so reconnecting is not counted as idling.
     let cluster = Cluster::start(2, &["--variable", "stream_max_seconds=600"]);
     let c = cluster.client();
@@ -223,6 +236,7 @@ fn an_idle_node_costs_the_store_the_same_whatever_its_streams() {
 /// stream on the other node ends the agent's oldest.
 #[test]
 fn limits_hold_across_nodes() {
+    let _machine = sharing_the_machine();
     let cluster = Cluster::start(
         2,
         &[
