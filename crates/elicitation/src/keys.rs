@@ -101,9 +101,9 @@ pub fn change_slot(i: i64) -> String {
     format!("chg/{i}")
 }
 
-/// How many elicitations `agent` created in `minute` (since the Unix epoch).
-pub fn create_rate(agent: &str, minute: u64) -> String {
-    format!("rate/{agent}/{minute}")
+/// How many elicitations `agent` created in the calendar minute of `at`.
+pub fn create_rate(agent: &str, at: crate::Timestamp) -> String {
+    format!("rate/{agent}/{}", at.0 / 60_000)
 }
 
 /// How many pending elicitations are addressed to `agent`.

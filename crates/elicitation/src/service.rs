@@ -82,7 +82,7 @@ async fn admit<S: Store>(
     limits: &Limits,
     now: Timestamp,
 ) -> Result<(), Error> {
-    let rate_key = keys::create_rate(actor, now.0 / 60_000);
+    let rate_key = keys::create_rate(actor, now);
     let pending_key = keys::pending(to);
     let (rate, pending) = futures::future::join(
         store.increment(&rate_key, 1),
@@ -482,7 +482,7 @@ pub async fn create<S: Store>(
                 log::void(store, &to, record.slots.created).await?;
                 give_back(
                     store,
-                    Some(&keys::create_rate(actor, now.0 / 60_000)),
+                    Some(&keys::create_rate(actor, now)),
                     Some(&keys::pending(&to)),
                 )
                 .await?;
@@ -601,7 +601,7 @@ async fn forget<S: Store>(store: &S, id: &str, now: Timestamp) -> Result<(), Err
         keys::record(id),
         keys::index_entry(&e.to, Role::Inbox, record.slots.inbox),
         keys::index_entry(&e.from, Role::Outbox, record.slots.outbox),
-        keys::create_rate(&e.from, e.created_at.0 / 60_000),
+        keys::create_rate(&e.from, e.created_at),
     ];
     if let Some(claim) = &record.idempotency {
         let nonce = idempotency::nonce(id);
@@ -1130,27 +1130,20 @@ async fn load_for<S: Store>(
     id: &str,
     now: Timestamp,
 ) -> Result<Record, Error> {
-    loop {
-        let raw = store.get(&keys::record(id)).await?;
-        let record = raw.as_deref().map(|r| parse_record(id, r)).transpose()?;
-        let Some(record) = record.filter(|r| r.elicitation.involves(actor) && !r.forgotten(now))
-        else {
-            return Err(Error::NotFound(format!(
-                "no elicitation {id} for agent {actor}"
-            )));
-        };
-        let e = &record.elicitation;
-        if e.status != Status::Pending || now < e.expires_at {
-            return Ok(record);
-        }
-        let (cas, raw_now, current) = load_for_swap(store, actor, id, now).await?;
-        if raw.as_deref() != Some(raw_now.as_slice()) {
-            continue;
-        }
-        if let Some(next) = transition(store, cas, &current, expiry(&current)).await? {
-            return Ok(next);
-        }
+    let not_found = || Error::NotFound(format!("no elicitation {id} for agent {actor}"));
+    let raw = store.get(&keys::record(id)).await?;
+    let record = raw.as_deref().map(|r| parse_record(id, r)).transpose()?;
+    let record = record
+        .filter(|r| r.elicitation.involves(actor) && !r.forgotten(now))
+        .ok_or_else(not_found)?;
+    let e = &record.elicitation;
+    if e.status != Status::Pending || now < e.expires_at {
+        return Ok(record);
     }
+    expire_unwritten(store, id, now)
+        .await?
+        .filter(|r| !r.forgotten(now))
+        .ok_or_else(not_found)
 }
 
 /// Elicitation `id` as `actor` (a party to it) sees it now; writes the expiry first if it is due.

@@ -594,7 +594,7 @@ mod tests {
                 }
                 counts.push(sim.increment(&crate::keys::pending("b"), 0).await.unwrap());
                 for from in BTreeSet::from(froms) {
-                    let k = crate::keys::create_rate(from, T0.0 / 60_000);
+                    let k = crate::keys::create_rate(from, T0);
                     counts.push(sim.increment(&k, 0).await.unwrap());
                 }
             })],
