@@ -1343,8 +1343,25 @@ fn past_its_retention_an_elicitation_is_gone_with_everything_stored_for_it() {
         left.is_empty().then_some(())
     });
     assert!(left.is_some(), "{:?}", stored(&host.store_keys()));
-    // The expired one is gone too, and the agents' logs keep their events.
+    // The expired one is gone too, and so is what the logs said of the three: each of their
+    // slots holds the void marker (which a reader passes at once), nothing else of the slot is
+    // left, and reading the whole log finds no event.
     c.get(&format!("/v1/elicitations/{expiring}"), Some(&ta))
         .expect_problem(404);
-    assert_eq!(all_events(&c, &tb, &b).len(), 6);
+    let logs: Vec<String> = host
+        .store_keys()
+        .into_iter()
+        .filter(|k| k.starts_with(&format!("log/{a}/")) || k.starts_with(&format!("log/{b}/")))
+        .filter(|k| !k.ends_with("/head"))
+        .collect();
+    assert_eq!(logs.len(), 9, "{logs:?}");
+    for k in &logs {
+        assert_eq!(
+            host.store_value(k).as_deref(),
+            Some(br#"{"void":true}"#.as_slice()),
+            "{k}"
+        );
+    }
+    assert_eq!(all_events(&c, &tb, &b), Vec::<Value>::new());
+    assert_eq!(all_events(&c, &ta, &a), Vec::<Value>::new());
 }

@@ -442,6 +442,29 @@ impl Host {
             .collect()
     }
 
+    /// The value of `key` in the application's default store, read from the store itself.
+    pub fn store_value(&self, key: &str) -> Option<Vec<u8>> {
+        if let Some(redis) = &self.redis {
+            if redis.cli(&["--raw", "EXISTS", key]).trim() != "1" {
+                return None;
+            }
+            let mut value = redis.cli(&["--raw", "GET", key]).into_bytes();
+            // `--raw` ends the value with a newline of its own.
+            value.pop();
+            return Some(value);
+        }
+        let db = self.state_dir.join("sqlite_key_value.db");
+        let conn =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap_or_else(|e| panic!("{}: {e}", db.display()));
+        conn.query_row(
+            "SELECT value FROM spin_key_value WHERE store = 'default' AND key = ?1",
+            [key],
+            |r| r.get::<_, Vec<u8>>(0),
+        )
+        .ok()
+    }
+
     /// Kills the host (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

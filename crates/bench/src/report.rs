@@ -1126,7 +1126,7 @@ fn soak_extra(w: &mut String, rows: &[&RunResult]) {
         }
         let _ = writeln!(
             w,
-            "\nThe agents' logs keep their newest 1000 events each (and 8000 claim counters), so the keys inside them grow until every log is that long — {} agents × (2 × 1000 + 8000) keys at most — which a 10-minute soak does not reach, and the change feed's ring fills its 4096 slots in the first minutes; the keys outside both are everything retention governs (records, index entries, deadlines, idempotency claims, rate counts).\n",
+            "\nRetention takes an elicitation's events out of the logs too, leaving at each of its slots only the void marker (one key, no content) that a reader passes; the logs keep their newest 1000 slots each (and 8000 claim counters, of numbers not forgotten), so the keys inside them grow until every log is that long — {} agents × (2 × 1000 + 8000) keys at most — which a 10-minute soak does not reach, and the change feed's ring fills its 4096 slots in the first minutes; the keys outside both are everything retention governs (records, index entries, deadlines, idempotency claims, rate counts).\n",
             r.agents
         );
         let _ = writeln!(

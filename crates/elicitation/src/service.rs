@@ -590,8 +590,8 @@ async fn expire_unwritten<S: Store>(
 /// force now, whatever the record was created with): its record, its index entries,
 /// its `Idempotency-Key` claim (unless a later request holds the key now) and its requester's
 /// rate count of its minute. A pending one past its deadline whose expiry nobody wrote is
-/// expired first, so its addressee's pending count is given back. Its events stay in the logs
-/// until their bounded tails move past them.
+/// expired first, so its addressee's pending count is given back. Its events in both logs are
+/// voided ([`log::forget`]): what they said goes too, and a reader passes their numbers.
 async fn forget<S: Store>(store: &S, id: &str, now: Timestamp) -> Result<(), Error> {
     let Some(record) = expire_unwritten(store, id, now).await? else {
         return Ok(());
@@ -603,6 +603,21 @@ async fn forget<S: Store>(store: &S, id: &str, now: Timestamp) -> Result<(), Err
         keys::index_entry(&e.from, Role::Outbox, record.slots.outbox),
         keys::create_rate(&e.from, e.created_at),
     ];
+    let mut to_slots = vec![record.slots.created];
+    to_slots.extend(record.slots.to);
+    let from_slots: Vec<i64> = record
+        .slots
+        .from
+        .filter(|_| e.from != e.to)
+        .into_iter()
+        .collect();
+    let (to_keys, from_keys) = futures::future::join(
+        log::forget(store, &e.to, &to_slots),
+        log::forget(store, &e.from, &from_slots),
+    )
+    .await;
+    doomed.extend(to_keys?);
+    doomed.extend(from_keys?);
     if let Some(claim) = &record.idempotency {
         let nonce = idempotency::nonce(id);
         doomed.push(keys::idempotency_request(claim, &nonce));

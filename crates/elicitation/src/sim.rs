@@ -769,6 +769,18 @@ mod tests {
             &[None],
         );
         assert_eq!(seen, [true, true, true, true]);
+        // The logs keep only their heads and, at the three's slots, the void marker.
+        let logs: Vec<String> = sim
+            .inner
+            .keys()
+            .into_iter()
+            .filter(|k| k.starts_with("log/") && !k.ends_with("/head"))
+            .collect();
+        assert_eq!(logs.len(), 9, "{logs:?}");
+        for k in &logs {
+            let v = futures::executor::block_on(sim.inner.get(k)).unwrap();
+            assert_eq!(v.as_deref(), Some(crate::log::VOID), "{k}");
+        }
         let left: Vec<String> = sim
             .inner
             .keys()
