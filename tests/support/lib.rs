@@ -429,10 +429,7 @@ impl Host {
                 .map(str::to_string)
                 .collect();
         }
-        let db = self.state_dir.join("sqlite_key_value.db");
-        let conn =
-            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-                .unwrap_or_else(|e| panic!("{}: {e}", db.display()));
+        let conn = self.store_file();
         let mut q = conn
             .prepare("SELECT key FROM spin_key_value WHERE store = 'default'")
             .expect("query");
@@ -440,6 +437,13 @@ impl Host {
             .expect("keys")
             .map(|k| k.expect("key"))
             .collect()
+    }
+
+    /// The SQLite file of the application's stores, opened read-only.
+    fn store_file(&self) -> rusqlite::Connection {
+        let db = self.state_dir.join("sqlite_key_value.db");
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap_or_else(|e| panic!("{}: {e}", db.display()))
     }
 
     /// The value of `key` in the application's default store, read from the store itself.
@@ -453,10 +457,7 @@ impl Host {
             value.pop();
             return Some(value);
         }
-        let db = self.state_dir.join("sqlite_key_value.db");
-        let conn =
-            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-                .unwrap_or_else(|e| panic!("{}: {e}", db.display()));
+        let conn = self.store_file();
         conn.query_row(
             "SELECT value FROM spin_key_value WHERE store = 'default' AND key = ?1",
             [key],

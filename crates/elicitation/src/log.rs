@@ -157,22 +157,13 @@ async fn trim<S: Store>(store: &S, agent: &str, n: i64) -> StoreResult<()> {
     store.delete_many(&keys).await
 }
 
-/// Takes out of `agent`'s log what the events at `slots` hold, for an elicitation past its
-/// retention: each slot's body becomes the void marker, so a reader passes it at once as it
-/// passes a given-up number, and the returned keys (its pending copy and its claim) are for the
-/// caller to delete with the rest of what it forgets. The marker goes with the log's tail.
-pub async fn forget<S: Store>(store: &S, agent: &str, slots: &[i64]) -> StoreResult<Vec<String>> {
-    let voids = slots
-        .iter()
-        .map(|n| async move { store.set(&keys::log_event(agent, *n), VOID).await });
-    futures::future::join_all(voids)
-        .await
-        .into_iter()
-        .collect::<StoreResult<()>>()?;
-    Ok(slots
-        .iter()
-        .flat_map(|n| [keys::log_pending(agent, *n), keys::log_claim(agent, *n)])
-        .collect())
+/// Takes out of `agent`'s log what the event at slot `n` holds, for an elicitation past its
+/// retention: the slot's body becomes the void marker, so a reader passes it at once as it passes
+/// a given-up number, and the returned keys (its pending copy and its claim) are for the caller
+/// to delete with the rest of what it forgets. The marker goes with the log's tail.
+pub async fn forget<S: Store>(store: &S, agent: &str, n: i64) -> StoreResult<[String; 2]> {
+    store.set(&keys::log_event(agent, n), VOID).await?;
+    Ok([keys::log_pending(agent, n), keys::log_claim(agent, n)])
 }
 
 /// Decides slot `n` now if nobody has: seals its claim unless it holds a commit (see the module

@@ -603,21 +603,13 @@ async fn forget<S: Store>(store: &S, id: &str, now: Timestamp) -> Result<(), Err
         keys::index_entry(&e.from, Role::Outbox, record.slots.outbox),
         keys::create_rate(&e.from, e.created_at),
     ];
-    let mut to_slots = vec![record.slots.created];
-    to_slots.extend(record.slots.to);
-    let from_slots: Vec<i64> = record
-        .slots
-        .from
-        .filter(|_| e.from != e.to)
+    let slots = events_of(&record, Events::Created)
         .into_iter()
-        .collect();
-    let (to_keys, from_keys) = futures::future::join(
-        log::forget(store, &e.to, &to_slots),
-        log::forget(store, &e.from, &from_slots),
-    )
-    .await;
-    doomed.extend(to_keys?);
-    doomed.extend(from_keys?);
+        .chain(events_of(&record, Events::Final));
+    let voided = slots.map(|(agent, _, n)| async move { log::forget(store, &agent, n).await });
+    for keys in futures::future::join_all(voided).await {
+        doomed.extend(keys?);
+    }
     if let Some(claim) = &record.idempotency {
         let nonce = idempotency::nonce(id);
         doomed.push(keys::idempotency_request(claim, &nonce));
